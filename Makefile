@@ -1,0 +1,58 @@
+# ecr-mirror-sync — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install whatever is missing first (`make deps` is idempotent).
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+VENV    ?= .venv
+TOOLS   ?= .tools/bin
+HELM    ?= $(TOOLS)/helm
+CARGO   ?= cargo
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
+
+.PHONY: deps apt-deps py-deps helm-deps build test lint demo bench image fuzz-smoke clean helm-lint
+
+deps: apt-deps py-deps helm-deps ## install the real components the tests, demo and benchmarks use
+
+apt-deps:
+	@missing=""; \
+	for b in docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo hyperfine:hyperfine openssl:openssl; do \
+	  cmd=$${b%%:*}; pkg=$${b##*:}; command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+py-deps:
+	@[ -x $(VENV)/bin/moto_server ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'moto[server]>=5.1,<6'; }
+
+helm-deps:
+	@bash .ci/install-helm.sh >/dev/null
+
+build:
+	$(CARGO) build --all-targets
+
+test: deps ## every test, against real docker-registry, moto and helm
+	$(CARGO) test --all-targets -- --test-threads=4
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+demo: deps ## the main job end to end on local services
+	$(CARGO) build
+	bash .ci/demo.sh
+
+bench: deps ## benchmarks against skopeo; writes docs/benchmarks.md
+	bash bench/run
+
+image: ## container image (needs a Docker engine)
+	docker build -t ecr-mirror-sync:dev .
+
+helm-lint: helm-deps
+	$(HELM) lint --strict charts/ecr-mirror-sync
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,599 @@
+//! Copying one image between registries, bottom-up.
+//!
+//! Anatomy of a copy (the order is the invariant that makes a killed run harmless):
+//! 1. GET the source manifest (index or image) by tag.
+//! 2. For each selected child manifest: HEAD it in the destination by digest and skip it
+//!    when present (a registry only accepts a manifest whose blobs it has); otherwise copy
+//!    its blobs, then PUT the child by digest.
+//! 3. For each blob: HEAD in the destination → skip; else mount from a repository of the
+//!    same registry that got it earlier in this run; else stream it from the source,
+//!    hashing on the way, and commit only when size and sha256 match.
+//! 4. PUT the index (or the single manifest) — by tag, last. Until then the old tag keeps
+//!    pointing at the old, complete image.
+//!
+//! Blobs in flight are de-duplicated by digest across every copy into one destination
+//! ([`BlobTracker`]): the first copy uploads, the others wait and then mount.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{ByteStream, Mount, Registry};
+use super::manifest::{
+    blobs_of, filtered_index, platform_string, recorded_source_digest, select_children, Parsed,
+    MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES,
+};
+use crate::error::RegistryError;
+use crate::spec::PlatformFilter;
+
+/// How many blobs of one image, and children of one index, are copied at once.
+const IMAGE_FANOUT: usize = 4;
+
+/// Receives progress as bytes flow; the CLI draws a progress bar from it.
+pub trait Progress: Send + Sync {
+    /// A blob transfer is starting.
+    fn blob_started(&self, _size: u64) {}
+    /// `n` more bytes were streamed.
+    fn bytes(&self, _n: u64) {}
+    /// A blob is done (uploaded, mounted or skipped).
+    fn blob_done(&self, _how: BlobOutcome) {}
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What happened to one blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Streamed from the source.
+    Uploaded,
+    /// Mounted from another repository of the destination registry.
+    Mounted,
+    /// Already present.
+    Skipped,
+}
+
+/// Remembers, per destination registry, which repository got each blob during this run, and
+/// makes concurrent copies of the same blob wait for the first one.
+#[derive(Default)]
+pub struct BlobTracker {
+    cells: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+}
+
+impl BlobTracker {
+    fn cell(&self, digest: &str) -> Arc<OnceCell<String>> {
+        self.cells
+            .lock()
+            .expect("not poisoned")
+            .entry(digest.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn note(&self, digest: &str, repo: &str) {
+        let _ = self.cell(digest).set(repo.to_string());
+    }
+}
+
+/// Counters of one copy.
+#[derive(Debug, Default)]
+pub struct CopyStats {
+    /// Blobs streamed.
+    pub uploaded: AtomicU64,
+    /// Blobs mounted.
+    pub mounted: AtomicU64,
+    /// Blobs already present.
+    pub skipped: AtomicU64,
+    /// Bytes streamed.
+    pub bytes: AtomicU64,
+    /// Manifests written (children, index, tag).
+    pub manifests_put: AtomicU64,
+}
+
+/// The result of one image copy.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CopyReport {
+    /// The digest of the source manifest (index) that was copied.
+    pub source_digest: String,
+    /// The digest the destination tag now points at (equals `source_digest` with `All`).
+    pub digest: String,
+    /// Blobs streamed.
+    pub blobs_uploaded: u64,
+    /// Blobs mounted.
+    pub blobs_mounted: u64,
+    /// Blobs already present.
+    pub blobs_skipped: u64,
+    /// Bytes streamed.
+    pub bytes: u64,
+    /// Manifests written.
+    pub manifests_put: u64,
+    /// Platform children copied (`os/arch[/variant]` → digest); empty for a single image.
+    pub platforms: Vec<(String, String)>,
+    /// Whether the destination already held this exact image, so nothing was written.
+    pub unchanged: bool,
+    /// Wall time.
+    #[serde(with = "secs")]
+    pub duration: Duration,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// A destination registry with the run-wide blob tracker.
+pub struct Destination {
+    /// The registry client.
+    pub registry: Arc<Registry>,
+    /// Which repository got which blob in this run.
+    pub tracker: BlobTracker,
+}
+
+impl Destination {
+    /// Wraps a registry client.
+    pub fn new(registry: Arc<Registry>) -> Destination {
+        Destination {
+            registry,
+            tracker: BlobTracker::default(),
+        }
+    }
+}
+
+/// One copy job: source image → destination repository and tag.
+pub struct Copy<'a> {
+    /// Source registry.
+    pub src: &'a Registry,
+    /// Source repository.
+    pub src_repo: &'a str,
+    /// Source tag or digest.
+    pub src_reference: &'a str,
+    /// Destination.
+    pub dst: &'a Destination,
+    /// Destination repository.
+    pub dst_repo: &'a str,
+    /// Destination tag.
+    pub dst_tag: &'a str,
+    /// Which platforms.
+    pub platforms: &'a PlatformFilter,
+    /// Progress sink.
+    pub progress: Arc<dyn Progress>,
+    /// Cancelled on SIGTERM/Ctrl-C: checked before the tag is written.
+    pub cancel: &'a CancellationToken,
+}
+
+impl Copy<'_> {
+    fn src_what(&self) -> String {
+        format!(
+            "{}/{}:{}",
+            self.src.name(),
+            self.src_repo,
+            self.src_reference
+        )
+    }
+
+    /// Runs the copy. See the module docs for the order of operations.
+    pub async fn run(&self) -> Result<CopyReport, RegistryError> {
+        let started = Instant::now();
+        let stats = CopyStats::default();
+        let top = self
+            .src
+            .get_manifest(self.src_repo, self.src_reference)
+            .await?;
+        let mut platforms = Vec::new();
+        let to_put = match top.parse(&self.src_what())? {
+            Parsed::Image(m) => {
+                if let PlatformFilter::Only(_) = self.platforms {
+                    self.check_single_platform(&m).await?;
+                }
+                self.copy_blobs(&m, &stats).await?;
+                top.clone()
+            }
+            Parsed::Index(idx) => {
+                let children = select_children(&idx, self.platforms);
+                if children.is_empty() {
+                    return Err(RegistryError::NoMatchingPlatform {
+                        image: self.src_what(),
+                        wanted: self.platforms.to_string(),
+                        available: idx
+                            .manifests
+                            .iter()
+                            .map(platform_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                let mut visited = BTreeSet::from([top.digest.clone()]);
+                visited.extend(children.iter().map(|c| c.digest.clone()));
+                futures::stream::iter(
+                    children
+                        .iter()
+                        .map(|c| self.copy_child(&c.digest, 1, &visited, &stats)),
+                )
+                .buffer_unordered(IMAGE_FANOUT)
+                .try_collect::<Vec<()>>()
+                .await?;
+                platforms = children
+                    .iter()
+                    .map(|c| (platform_string(c), c.digest.clone()))
+                    .collect();
+                match self.platforms {
+                    PlatformFilter::All => top.clone(),
+                    PlatformFilter::Only(_) => {
+                        filtered_index(&idx, &top.media_type, &top.digest, &children)
+                    }
+                }
+            }
+        };
+        let current = self
+            .dst
+            .registry
+            .head_manifest(self.dst_repo, self.dst_tag)
+            .await?;
+        let unchanged = current.as_ref().is_some_and(|h| h.digest == to_put.digest);
+        if !unchanged {
+            if self.cancel.is_cancelled() {
+                return Err(RegistryError::Cancelled);
+            }
+            self.dst
+                .registry
+                .put_manifest(self.dst_repo, self.dst_tag, &to_put)
+                .await?;
+            stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(CopyReport {
+            source_digest: top.digest.clone(),
+            digest: to_put.digest,
+            blobs_uploaded: stats.uploaded.load(Ordering::Relaxed),
+            blobs_mounted: stats.mounted.load(Ordering::Relaxed),
+            blobs_skipped: stats.skipped.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+            manifests_put: stats.manifests_put.load(Ordering::Relaxed),
+            platforms,
+            unchanged: unchanged && stats.manifests_put.load(Ordering::Relaxed) == 0,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// A platform filter on a single-platform image: read its config to learn its platform.
+    async fn check_single_platform(&self, m: &OciImageManifest) -> Result<(), RegistryError> {
+        let size = m.config.size as u64;
+        if size > MAX_MANIFEST_BYTES as u64 {
+            return Err(RegistryError::Invalid {
+                what: self.src_what(),
+                reason: "image config is too large".into(),
+            });
+        }
+        let s = self
+            .src
+            .blob_stream(self.src_repo, &m.config.digest, size)
+            .await?;
+        let bytes: Vec<u8> = s
+            .try_fold(Vec::new(), |mut acc, c| async move {
+                acc.extend_from_slice(&c);
+                Ok(acc)
+            })
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Cfg {
+            os: Option<String>,
+            architecture: Option<String>,
+            variant: Option<String>,
+        }
+        let cfg: Cfg = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+            what: self.src_what(),
+            reason: format!("image config is not valid JSON: {e}"),
+        })?;
+        let (os, arch) = (
+            cfg.os.unwrap_or_default(),
+            cfg.architecture.unwrap_or_default(),
+        );
+        if self.platforms.selects(&os, &arch, cfg.variant.as_deref()) {
+            Ok(())
+        } else {
+            let mut have = format!("{os}/{arch}");
+            if let Some(v) = cfg.variant {
+                have = format!("{have}/{v}");
+            }
+            Err(RegistryError::NoMatchingPlatform {
+                image: self.src_what(),
+                wanted: self.platforms.to_string(),
+                available: have,
+            })
+        }
+    }
+
+    fn copy_child<'b>(
+        &'b self,
+        digest: &'b str,
+        depth: usize,
+        visited: &'b BTreeSet<String>,
+        stats: &'b CopyStats,
+    ) -> futures::future::BoxFuture<'b, Result<(), RegistryError>> {
+        Box::pin(async move {
+            if self
+                .dst
+                .registry
+                .head_manifest(self.dst_repo, digest)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+            let m = self.src.get_manifest(self.src_repo, digest).await?;
+            let what = format!("{}/{}@{}", self.src.name(), self.src_repo, digest);
+            match m.parse(&what)? {
+                Parsed::Image(img) => self.copy_blobs(&img, stats).await?,
+                Parsed::Index(idx) => {
+                    if depth >= MAX_INDEX_DEPTH {
+                        return Err(RegistryError::Invalid {
+                            what,
+                            reason: format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
+                        });
+                    }
+                    let mut seen = visited.clone();
+                    for c in &idx.manifests {
+                        if !seen.insert(c.digest.clone()) {
+                            return Err(RegistryError::Invalid {
+                                what,
+                                reason: format!("index refers to {} twice or in a loop", c.digest),
+                            });
+                        }
+                    }
+                    for c in &idx.manifests {
+                        self.copy_child(&c.digest, depth + 1, &seen, stats).await?;
+                    }
+                }
+            }
+            self.dst
+                .registry
+                .put_manifest(self.dst_repo, digest, &m)
+                .await?;
+            stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    async fn copy_blobs(
+        &self,
+        m: &OciImageManifest,
+        stats: &CopyStats,
+    ) -> Result<(), RegistryError> {
+        futures::stream::iter(blobs_of(m).into_iter().map(|d| self.copy_blob(d, stats)))
+            .buffer_unordered(IMAGE_FANOUT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn copy_blob(&self, d: OciDescriptor, stats: &CopyStats) -> Result<(), RegistryError> {
+        let dst = &self.dst.registry;
+        let outcome = if dst.has_blob(self.dst_repo, &d.digest).await? {
+            self.dst.tracker.note(&d.digest, self.dst_repo);
+            BlobOutcome::Skipped
+        } else {
+            let cell = self.dst.tracker.cell(&d.digest);
+            let mut uploaded_here = false;
+            let holder = cell
+                .get_or_try_init(|| async {
+                    self.transfer(&d, None, stats).await?;
+                    uploaded_here = true;
+                    Ok::<_, RegistryError>(self.dst_repo.to_string())
+                })
+                .await?
+                .clone();
+            if uploaded_here {
+                BlobOutcome::Uploaded
+            } else if holder == self.dst_repo {
+                BlobOutcome::Skipped
+            } else {
+                match dst.mount_blob(self.dst_repo, &d.digest, &holder).await? {
+                    Mount::Mounted => BlobOutcome::Mounted,
+                    Mount::Upload(location) => {
+                        self.transfer(&d, Some(location), stats).await?;
+                        BlobOutcome::Uploaded
+                    }
+                }
+            }
+        };
+        match outcome {
+            BlobOutcome::Uploaded => stats.uploaded.fetch_add(1, Ordering::Relaxed),
+            BlobOutcome::Mounted => stats.mounted.fetch_add(1, Ordering::Relaxed),
+            BlobOutcome::Skipped => stats.skipped.fetch_add(1, Ordering::Relaxed),
+        };
+        self.progress.blob_done(outcome);
+        Ok(())
+    }
+
+    /// Streams one blob, retrying the whole transfer (a stream cannot be replayed).
+    async fn transfer(
+        &self,
+        d: &OciDescriptor,
+        preopened: Option<String>,
+        stats: &CopyStats,
+    ) -> Result<(), RegistryError> {
+        let dst = &self.dst.registry;
+        let size = d.size as u64;
+        let preopened = Mutex::new(preopened);
+        let what = format!("blob {}@{}", self.dst_repo, d.digest);
+        dst.retrying(&what, || async {
+            let taken = preopened.lock().expect("not poisoned").take();
+            let location = match taken {
+                Some(l) => l,
+                None => dst.start_upload(self.dst_repo).await?,
+            };
+            let result = async {
+                let body = self.src.blob_stream(self.src_repo, &d.digest, size).await?;
+                self.progress.blob_started(size);
+                let verdict = Arc::new(Mutex::new(None));
+                let body = verifying(
+                    body,
+                    &d.digest,
+                    size,
+                    verdict.clone(),
+                    self.progress.clone(),
+                );
+                let sent = dst
+                    .upload_stream(self.dst_repo, &location, &d.digest, size, body)
+                    .await;
+                // The body's own verdict wins: a digest mismatch surfaces as a failed request
+                // body, and must be reported (and not retried) as what it is.
+                if let Some(e) = verdict.lock().expect("not poisoned").take() {
+                    return Err(e);
+                }
+                sent
+            }
+            .await;
+            if result.is_err() {
+                dst.abort_upload(self.dst_repo, &location).await;
+            }
+            result
+        })
+        .await?;
+        stats.bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Wraps a blob stream so that it hashes and counts as it goes. More bytes than `size`, fewer
+/// bytes, or a different sha256 end the stream with an error *before* its last chunk is
+/// released, so the upload is never committed. The error is also left in `verdict`, because
+/// the HTTP client reports a failed body only as a generic body error.
+struct Verifying {
+    inner: ByteStream,
+    hasher: Sha256,
+    digest: String,
+    size: u64,
+    seen: u64,
+    pending: Option<bytes::Bytes>,
+    done: bool,
+    verdict: Arc<Mutex<Option<RegistryError>>>,
+    progress: Arc<dyn Progress>,
+}
+
+impl Verifying {
+    fn fail(
+        &mut self,
+        e: RegistryError,
+    ) -> std::task::Poll<Option<Result<bytes::Bytes, RegistryError>>> {
+        *self.verdict.lock().expect("not poisoned") = Some(e.duplicate());
+        self.done = true;
+        std::task::Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl futures::Stream for Verifying {
+    type Item = Result<bytes::Bytes, RegistryError>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.seen += chunk.len() as u64;
+                    if this.seen > this.size {
+                        let e = RegistryError::SizeMismatch {
+                            what: format!("blob {}", this.digest),
+                            expected: this.size,
+                            actual: this.seen,
+                        };
+                        return this.fail(e);
+                    }
+                    this.hasher.update(&chunk);
+                    this.progress.bytes(chunk.len() as u64);
+                    // Hold one chunk back: the last one is released only after verification.
+                    if let Some(prev) = this.pending.replace(chunk) {
+                        return Poll::Ready(Some(Ok(prev)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    if this.seen != this.size {
+                        let e = RegistryError::SizeMismatch {
+                            what: format!("blob {}", this.digest),
+                            expected: this.size,
+                            actual: this.seen,
+                        };
+                        return this.fail(e);
+                    }
+                    let actual = format!("sha256:{}", hex::encode(this.hasher.clone().finalize()));
+                    if actual != this.digest {
+                        let e = RegistryError::DigestMismatch {
+                            what: format!("blob {}", this.digest),
+                            expected: this.digest.clone(),
+                            actual,
+                        };
+                        return this.fail(e);
+                    }
+                    this.done = true;
+                    return Poll::Ready(this.pending.take().map(Ok));
+                }
+            }
+        }
+    }
+}
+
+fn verifying(
+    inner: ByteStream,
+    digest: &str,
+    size: u64,
+    verdict: Arc<Mutex<Option<RegistryError>>>,
+    progress: Arc<dyn Progress>,
+) -> ByteStream {
+    Box::pin(Verifying {
+        inner,
+        hasher: Sha256::new(),
+        digest: digest.to_string(),
+        size,
+        seen: 0,
+        pending: None,
+        done: false,
+        verdict,
+        progress,
+    })
+}
+
+/// Whether the destination tag already holds the image that `source_digest` names under
+/// `platforms`: equal digests, or (for a filtered mirror) a destination index whose
+/// [`crate::spec::SOURCE_DIGEST_ANNOTATION`] names `source_digest`. The latter needs a GET of
+/// the destination's own small index; the source side stays HEAD-only.
+pub async fn in_sync(
+    dst: &Registry,
+    dst_repo: &str,
+    dst_digest: Option<&str>,
+    source_digest: &str,
+    platforms: &PlatformFilter,
+) -> Result<bool, RegistryError> {
+    let Some(current) = dst_digest else {
+        return Ok(false);
+    };
+    if current == source_digest {
+        return Ok(true);
+    }
+    if let PlatformFilter::Only(_) = platforms {
+        let m = dst.get_manifest(dst_repo, current).await?;
+        return Ok(recorded_source_digest(&m.bytes).as_deref() == Some(source_digest));
+    }
+    Ok(false)
+}

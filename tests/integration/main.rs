@@ -1,0 +1,9 @@
+//! Integration tests against real services: Debian's docker-registry, moto, skopeo.
+//! `support` starts them on free loopback ports and stops them afterwards; it installs
+//! nothing (run `make deps`).
+#![allow(clippy::result_large_err)]
+
+mod support;
+
+mod ecr;
+mod harness;

@@ -14,15 +14,19 @@
 
 pub mod cli;
 pub mod commands;
+pub mod connect;
 pub mod ecr;
 pub mod error;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+pub mod plan;
 pub mod policy;
 pub mod registry;
+pub mod report;
 pub mod settings;
 pub mod shard;
 pub mod spec;
+pub mod sync;
 pub mod telemetry;
 
 pub use error::{Error, Result};

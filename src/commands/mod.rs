@@ -1,9 +1,10 @@
 //! The subcommands: each resolves its settings, calls the library, and renders the result.
 
 pub mod copy;
+pub mod sync;
 
 use crate::cli::{AwsArgs, Cli, Command, DestAccess, NetArgs, OutputFormat};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::registry::RegistryConfig;
 use crate::settings;
 
@@ -20,9 +21,8 @@ pub async fn run(cli: Cli) -> u8 {
     spawn_signal_handler(cancel.clone());
     let result = match &cli.command {
         Command::Copy(a) => copy::run(&ctx, a, &cancel).await,
-        Command::Sync(_) | Command::List(_) => {
-            Err(Error::Usage("not available in this build".into()))
-        }
+        Command::Sync(a) => sync::run_sync(&ctx, a, &cancel).await,
+        Command::List(a) => sync::run_list(&ctx, a).await,
     };
     match result {
         Ok(code) => code,
@@ -69,9 +69,26 @@ pub async fn dest_registry_config(
     aws: &AwsArgs,
     net: &NetArgs,
 ) -> Result<RegistryConfig> {
+    let endpoint = settings::endpoint(&aws.registry_endpoint)?;
+    let flags = settings::dest_credentials(access);
+    if let Some(host) = crate::ecr::registry_host::parse_ecr_host(registry) {
+        let explicit =
+            flags.creds.is_some() || flags.username.is_some() || flags.registry_token.is_some();
+        if !explicit && !flags.no_creds {
+            // An ECR destination: credentials from GetAuthorizationToken, in the registry's
+            // own region unless --region says otherwise.
+            let region = aws.region.clone().or(Some(host.region.clone()));
+            let api = crate::ecr::sdk::SdkEcr::from_env(region).await;
+            let mut c =
+                crate::connect::ecr_registry(api, registry, endpoint, access.dest_tls_verify, net)
+                    .await?;
+            c.cert_dir = access.dest_cert_dir.clone();
+            return Ok(c);
+        }
+    }
     let mut c = settings::registry_config(registry, net, access.dest_tls_verify);
     c.cert_dir = access.dest_cert_dir.clone();
-    c.endpoint = settings::endpoint(&aws.registry_endpoint)?;
-    c.credentials = settings::dest_credentials(access).resolve(registry, "dest")?;
+    c.endpoint = endpoint;
+    c.credentials = flags.resolve(registry, "dest")?;
     Ok(c)
 }

@@ -64,7 +64,7 @@ pub trait TokenSource: Send + Sync {
     fn current(&self) -> BoxFuture<'_, Result<BasicCreds, RegistryError>>;
     /// Called after the registry refused the current credentials (401), so the next
     /// `current()` fetches new ones.
-    fn invalidate(&self);
+    fn invalidate(&self) -> BoxFuture<'_, ()>;
 }
 
 /// How to authenticate to one registry.

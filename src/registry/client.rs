@@ -491,7 +491,7 @@ impl Registry {
     async fn forget_auth(&self, scopes: &[String]) {
         self.tokens.lock().await.remove(&scopes.join(" "));
         if let Credentials::Dynamic(src) = &self.cfg.credentials {
-            src.invalidate();
+            src.invalidate().await;
         }
     }
 

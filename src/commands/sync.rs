@@ -1,0 +1,375 @@
+//! `ecr-mirror-sync sync` and `list`: discover → observe → plan → execute → report.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{AwsArgs, DiscoverArgs, ListArgs, NetArgs, OutputFormat, SyncArgs};
+use crate::connect::{self, Sources};
+use crate::ecr::discover::{discover, Discovery};
+use crate::ecr::sdk::SdkEcr;
+use crate::ecr::tags::TagKeys;
+use crate::error::{Error, Result};
+use crate::plan::{self, Action, Item};
+use crate::registry::copy::Destination;
+use crate::registry::Registry;
+use crate::report::{self, Summary};
+use crate::settings;
+use crate::shard::{self, Shard};
+use crate::spec::PlatformFilter;
+use crate::sync::{self, Outcome};
+
+use super::Context;
+
+/// ListTagsForResource calls in flight during discovery.
+const DISCOVERY_CONCURRENCY: usize = 16;
+/// (repository, tag) observations in flight; each side is also bounded per registry.
+const OBSERVE_CONCURRENCY: usize = 32;
+
+/// Discovery results turned into items, with the run's ECR client.
+struct Estate {
+    api: SdkEcr,
+    items: Vec<Item>,
+    repo_errors: Vec<(String, String)>,
+    /// `<account>.dkr.ecr.<region>.amazonaws.com`, from the repositories' URIs.
+    registry_host: Option<String>,
+    repositories: Vec<RepoView>,
+}
+
+/// One marked repository, for `list`.
+struct RepoView {
+    name: String,
+    upstream: String,
+    tags: Vec<String>,
+    platforms: String,
+    error: Option<String>,
+}
+
+fn shard_of(d: &DiscoverArgs) -> Result<Option<Shard>> {
+    let explicit = match &d.shard {
+        Some(s) => Some(
+            s.parse::<Shard>()
+                .map_err(|e| Error::Usage(format!("--shard {s:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    shard::from_env(
+        explicit,
+        std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+        std::env::var("ECR_MIRROR_SYNC_SHARD_COUNT").ok().as_deref(),
+    )
+    .map_err(Error::Usage)
+}
+
+async fn load_estate(
+    d: &DiscoverArgs,
+    aws: &AwsArgs,
+    default_platforms: &PlatformFilter,
+) -> Result<Estate> {
+    let shard = shard_of(d)?;
+    if let Some(p) = &d.prefix {
+        if p.is_empty() || p.starts_with('/') || p.ends_with('/') {
+            return Err(Error::Usage(format!(
+                "--prefix {p:?}: give a repository path prefix without leading or trailing '/', e.g. mirror"
+            )));
+        }
+    }
+    let keys = TagKeys {
+        image: d.image_key.clone(),
+        tags: d.tag_key.clone(),
+        platforms: d.platforms_key.clone(),
+    };
+    let api = SdkEcr::from_env(aws.region.clone()).await;
+    let Discovery { items: found, .. } =
+        discover(&api, d.prefix.as_deref(), &keys, DISCOVERY_CONCURRENCY).await?;
+    let mut estate = Estate {
+        api,
+        items: vec![],
+        repo_errors: vec![],
+        registry_host: None,
+        repositories: vec![],
+    };
+    for f in found {
+        if let Some(s) = &shard {
+            if !s.owns(&f.repository.name) {
+                continue;
+            }
+        }
+        if estate.registry_host.is_none() {
+            estate.registry_host = f.repository.uri.split('/').next().map(str::to_string);
+        }
+        match f.spec {
+            Ok(spec) => {
+                let platforms = match (&spec.platforms, default_platforms) {
+                    (PlatformFilter::All, d) => d.clone(),
+                    (p, _) => p.clone(),
+                };
+                estate.repositories.push(RepoView {
+                    name: spec.repository.clone(),
+                    upstream: spec.upstream.to_string(),
+                    tags: spec.tags.clone(),
+                    platforms: platforms.to_string(),
+                    error: None,
+                });
+                for tag in &spec.tags {
+                    estate.items.push(Item {
+                        repository: spec.repository.clone(),
+                        tag: tag.clone(),
+                        source: spec.upstream.at_tag(tag),
+                        platforms: platforms.clone(),
+                        immutable: f.repository.tag_mutability_immutable,
+                    });
+                }
+            }
+            Err(e) => {
+                estate.repositories.push(RepoView {
+                    name: f.repository.name.clone(),
+                    upstream: "-".into(),
+                    tags: vec![],
+                    platforms: "-".into(),
+                    error: Some(e.to_string()),
+                });
+                estate
+                    .repo_errors
+                    .push((f.repository.name.clone(), e.to_string()));
+            }
+        }
+    }
+    Ok(estate)
+}
+
+async fn ecr_destination(
+    estate: &Estate,
+    aws: &AwsArgs,
+    tls_verify: bool,
+    net: &NetArgs,
+) -> Result<Option<Arc<Registry>>> {
+    let Some(host) = &estate.registry_host else {
+        return Ok(None);
+    };
+    let endpoint = settings::endpoint(&aws.registry_endpoint)?;
+    let cfg = connect::ecr_registry(estate.api.clone(), host, endpoint, tls_verify, net).await?;
+    Ok(Some(Arc::new(Registry::new(cfg)?)))
+}
+
+async fn plan_estate(estate: &Estate, sources: &Sources, dest: Option<&Registry>) -> Vec<Action> {
+    let observed = match dest {
+        Some(d) => sync::observe(&estate.items, sources, d, OBSERVE_CONCURRENCY).await,
+        None => Default::default(),
+    };
+    plan::plan(&estate.items, &estate.repo_errors, &observed)
+}
+
+/// Runs `sync`.
+pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -> Result<u8> {
+    let started = Instant::now();
+    let default_platforms = settings::platform_filter(&a.platforms)?.unwrap_or_default();
+    let estate = load_estate(&a.discover, &a.aws, &default_platforms).await?;
+    let sources = Sources::new(a.src_access.clone(), a.net.clone());
+    let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
+    let actions = plan_estate(&estate, &sources, dest.as_deref()).await;
+
+    if a.dry_run {
+        match ctx.output {
+            OutputFormat::Json => {
+                for act in &actions {
+                    report::emit("plan", report::action_json(act));
+                }
+                report::emit(
+                    "summary",
+                    serde_json::to_value(plan::counts(&actions)).expect("serialisable"),
+                );
+            }
+            OutputFormat::Text => {
+                println!("{}", report::plan_table(&actions));
+                let c = plan::counts(&actions);
+                println!(
+                    "dry run: {} to copy, {} in sync, {} blocked, {} errors; nothing was written",
+                    c.copy, c.skip, c.blocked, c.error
+                );
+            }
+        }
+        let c = plan::counts(&actions);
+        return Ok(u8::from(c.error + c.blocked > 0));
+    }
+
+    let results = match &dest {
+        None => vec![],
+        Some(d) => {
+            let destination = Arc::new(Destination::new(d.clone()));
+            let output = ctx.output;
+            let on_done = move |act: &Action, o: &Outcome, secs: f64| match output {
+                OutputFormat::Json => report::emit("item", report::item_json(act, o, secs)),
+                OutputFormat::Text => {
+                    if !matches!(o, Outcome::Skipped) {
+                        println!("{}", report::item_line(act, o, secs));
+                    }
+                }
+            };
+            sync::execute(
+                &actions,
+                &sources,
+                &destination,
+                a.parallel as usize,
+                cancel,
+                &on_done,
+            )
+            .await
+        }
+    };
+    let results = if results.is_empty() {
+        // No ECR repository at all, or only repository-level errors.
+        actions
+            .iter()
+            .map(|a| {
+                let o = match &a.kind {
+                    plan::ActionKind::Error(e) => Outcome::Failed(e.clone()),
+                    _ => Outcome::Skipped,
+                };
+                (a.clone(), o)
+            })
+            .collect()
+    } else {
+        results
+    };
+    let mut summary = Summary::of(&results);
+    for r in sources.all().await.iter().chain(dest.iter()) {
+        summary.retries += r.retries();
+        if let Some(v) = r.rate_limit_remaining() {
+            summary.rate_limit_remaining =
+                Some(summary.rate_limit_remaining.map_or(v, |s| s.min(v)));
+        }
+    }
+    summary.duration_secs = started.elapsed().as_secs_f64();
+    match ctx.output {
+        OutputFormat::Json => report::emit(
+            "summary",
+            serde_json::to_value(&summary).expect("serialisable"),
+        ),
+        OutputFormat::Text => println!("{}", summary.table()),
+    }
+    post_events(&summary, &results).await;
+    if cancel.is_cancelled() {
+        return Ok(1);
+    }
+    Ok(summary.exit_code())
+}
+
+#[cfg(feature = "k8s")]
+async fn post_events(summary: &Summary, results: &[(Action, Outcome)]) {
+    use crate::k8s::{publish_from_env, ItemProblem, RunSummary};
+    let problems: Vec<ItemProblem> = results
+        .iter()
+        .filter_map(|(a, o)| match o {
+            Outcome::Failed(r) | Outcome::Blocked(r) => Some(ItemProblem {
+                image: format!("{}:{}", a.repository, a.tag.as_deref().unwrap_or("*")),
+                source: a.source.clone().unwrap_or_default(),
+                reason: r.clone(),
+                blocked: matches!(o, Outcome::Blocked(_)),
+            }),
+            _ => None,
+        })
+        .collect();
+    let rs = RunSummary {
+        copied: summary.copied,
+        skipped: summary.skipped,
+        failed: summary.failed,
+        blocked: summary.blocked,
+    };
+    if let Err(e) = publish_from_env(&rs, &problems).await {
+        tracing::warn!(error = %e, "could not post Kubernetes events");
+    }
+}
+
+#[cfg(not(feature = "k8s"))]
+async fn post_events(_: &Summary, _: &[(Action, Outcome)]) {}
+
+/// Runs `list`.
+pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
+    let estate = load_estate(&a.discover, &a.aws, &PlatformFilter::All).await?;
+    let failed = !estate.repo_errors.is_empty();
+    if !a.check {
+        match ctx.output {
+            OutputFormat::Json => {
+                for r in &estate.repositories {
+                    report::emit(
+                        "repository",
+                        serde_json::json!({"repository": r.name, "upstream": r.upstream, "tags": r.tags, "platforms": r.platforms, "error": r.error}),
+                    );
+                }
+            }
+            OutputFormat::Text if a.render_table => {
+                let mut t =
+                    report::table(&["REPOSITORY", "UPSTREAM", "TAGS", "PLATFORMS", "ERROR"]);
+                for r in &estate.repositories {
+                    t.add_row(vec![
+                        r.name.clone(),
+                        r.upstream.clone(),
+                        r.tags.join(" "),
+                        r.platforms.clone(),
+                        r.error.clone().unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            OutputFormat::Text => {
+                for r in &estate.repositories {
+                    match &r.error {
+                        None => println!(
+                            "{}\t{}\t{}\t{}",
+                            r.name,
+                            r.upstream,
+                            r.tags.join("/"),
+                            r.platforms
+                        ),
+                        Some(e) => println!("{}\terror: {e}", r.name),
+                    }
+                }
+            }
+        }
+        return Ok(u8::from(failed));
+    }
+    let sources = Sources::new(a.src_access.clone(), a.net.clone());
+    let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
+    let actions = plan_estate(&estate, &sources, dest.as_deref()).await;
+    let status = |act: &Action| match &act.kind {
+        plan::ActionKind::Skip => "in-sync".to_string(),
+        plan::ActionKind::CopyMissing => "missing".into(),
+        plan::ActionKind::CopyStale => "stale".into(),
+        plan::ActionKind::Blocked(r) => format!("blocked: {r}"),
+        plan::ActionKind::Error(r) => format!("error: {r}"),
+    };
+    match ctx.output {
+        OutputFormat::Json => {
+            for act in &actions {
+                let mut v = report::action_json(act);
+                v["status"] = serde_json::json!(status(act));
+                report::emit("tag", v);
+            }
+        }
+        OutputFormat::Text => {
+            let mut t = report::table(&[
+                "REPOSITORY",
+                "TAG",
+                "UPSTREAM",
+                "STATUS",
+                "UPSTREAM DIGEST",
+                "ECR DIGEST",
+            ]);
+            for act in &actions {
+                t.add_row(vec![
+                    act.repository.clone(),
+                    act.tag.clone().unwrap_or_else(|| "-".into()),
+                    act.source.clone().unwrap_or_else(|| "-".into()),
+                    status(act),
+                    act.source_digest.clone().unwrap_or_else(|| "-".into()),
+                    act.dest_digest.clone().unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    let c = plan::counts(&actions);
+    Ok(u8::from(c.error + c.blocked > 0))
+}

@@ -41,6 +41,7 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO AWS_ACCESS_KEY_ID=testing AWS_SEC
        AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export ECR_MIRROR_SYNC_REGISTRY_ENDPOINT=http://127.0.0.1:$ECR ECR_MIRROR_SYNC_DEST_TLS_VERIFY=false \
        ECR_MIRROR_SYNC_SRC_TLS_VERIFY=false
+export ECR_MIRROR_SYNC_POLICY=$ROOT/docker/default-policy.json   # the policy the container image ships
 ECR_HOST=123456789012.dkr.ecr.us-east-1.amazonaws.com
 
 say "generating upstream images (OCI indexes, linux/amd64 + linux/arm64, no Docker needed)"

@@ -181,6 +181,25 @@ pub struct NetArgs {
     pub max_requests: u32,
 }
 
+/// The signature trust policy.
+#[derive(Debug, Clone, Args, Default)]
+pub struct PolicyArgs {
+    /// containers-policy.json to apply (default: $HOME/.config/containers/policy.json, then
+    /// /etc/containers/policy.json).
+    #[arg(long, env = "ECR_MIRROR_SYNC_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Accept any image without checking signatures. Unsafe; must be explicit.
+    #[arg(
+        long,
+        env = "ECR_MIRROR_SYNC_INSECURE_POLICY",
+        conflicts_with = "policy"
+    )]
+    pub insecure_policy: bool,
+    /// Do not copy the cosign `sha256-<hex>.sig` signatures along with the images.
+    #[arg(long, env = "ECR_MIRROR_SYNC_REMOVE_SIGNATURES")]
+    pub remove_signatures: bool,
+}
+
 /// `copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
@@ -193,6 +212,9 @@ pub struct CopyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub platforms: PlatformArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub src_access: SrcAccess,
@@ -251,6 +273,9 @@ pub struct SyncArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub platforms: PlatformArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub src_access: SrcAccess,

@@ -185,6 +185,9 @@ pub enum Error {
     /// A usage or configuration error: exit code 2.
     #[error("{0}")]
     Usage(String),
+    /// The trust policy refused the image: a failed item (exit code 1).
+    #[error("{0}")]
+    Blocked(String),
     /// A data-plane error.
     #[error(transparent)]
     Registry(#[from] RegistryError),

@@ -28,5 +28,6 @@ pub mod shard;
 pub mod spec;
 pub mod sync;
 pub mod telemetry;
+pub mod trust;
 
 pub use error::{Error, Result};

@@ -33,6 +33,9 @@ pub struct Observed {
     pub dest: Result<Option<String>, String>,
     /// For a platform-filtered mirror: the upstream digest recorded in the ECR index.
     pub dest_recorded_source: Option<String>,
+    /// Why the trust policy refuses the upstream image, when it does (evaluated only for
+    /// items that would be copied).
+    pub blocked: Option<String>,
 }
 
 /// What to do about one item.
@@ -144,6 +147,12 @@ fn decide(item: &Item, o: &Observed, a: &mut Action) -> ActionKind {
         Ok(Some(d)) => d.clone(),
     };
     a.source_digest = Some(src.clone());
+    let in_sync = matches!(&o.dest, Ok(Some(d)) if *d == src)
+        || (matches!(&o.dest, Ok(Some(_)))
+            && o.dest_recorded_source.as_deref() == Some(src.as_str()));
+    if let (false, Some(reason)) = (in_sync, &o.blocked) {
+        return ActionKind::Blocked(reason.clone());
+    }
     match &o.dest {
         Err(e) => ActionKind::Error(e.clone()),
         Ok(None) => ActionKind::CopyMissing,
@@ -204,6 +213,7 @@ mod tests {
             source: src.map(|o| o.map(str::to_string)).map_err(str::to_string),
             dest: dst.map(|o| o.map(str::to_string)).map_err(str::to_string),
             dest_recorded_source: None,
+            blocked: None,
         }
     }
 
@@ -290,6 +300,28 @@ mod tests {
         ob.dest_recorded_source = Some("sha256:older".into());
         o.insert(("f".to_string(), "1".to_string()), ob);
         assert_eq!(plan(&[it], &[], &o)[0].kind, ActionKind::CopyStale);
+    }
+
+    #[test]
+    fn policy_blocks_only_what_would_be_copied() {
+        let it = item("p", "1", false);
+        let key = ("p".to_string(), "1".to_string());
+        let mut o = BTreeMap::new();
+        let mut ob = obs(Ok(Some("sha256:new")), Ok(None));
+        ob.blocked = Some("no signature".into());
+        o.insert(key.clone(), ob.clone());
+        assert_eq!(
+            plan(&[it.clone()], &[], &o)[0].kind,
+            ActionKind::Blocked("no signature".into())
+        );
+        assert_eq!(counts(&plan(&[it.clone()], &[], &o)).blocked, 1);
+        ob.dest = Ok(Some("sha256:new".into()));
+        o.insert(key, ob);
+        assert_eq!(
+            plan(&[it], &[], &o)[0].kind,
+            ActionKind::Skip,
+            "in sync needs no verdict"
+        );
     }
 
     #[test]

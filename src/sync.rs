@@ -19,21 +19,44 @@ use tokio_util::sync::CancellationToken;
 use crate::connect::Sources;
 use crate::error::RegistryError;
 use crate::plan::{Action, ActionKind, Item, Observed};
+use crate::policy::Policy;
 use crate::registry::copy::{Copy, CopyReport, Destination, NoProgress};
 use crate::registry::manifest::recorded_source_digest;
 use crate::registry::Registry;
 use crate::spec::PlatformFilter;
 
 /// HEADs both sides of every item.
+///
+/// Items that would be copied are also checked against the trust `policy` (which may GET the
+/// upstream manifest and its signatures when the policy requires signatures).
 pub async fn observe(
     items: &[Item],
     sources: &Sources,
     dest: &Registry,
+    policy: &Policy,
     concurrency: usize,
 ) -> BTreeMap<(String, String), Observed> {
     let results = futures::stream::iter(items.iter().map(|item| async move {
         let key = (item.repository.clone(), item.tag.clone());
-        (key, observe_one(item, sources, dest).await)
+        let mut o = observe_one(item, sources, dest).await;
+        let in_sync = matches!((&o.source, &o.dest), (Ok(Some(s)), Ok(Some(d))) if s == d)
+            || matches!((&o.source, &o.dest_recorded_source), (Ok(Some(s)), Some(r)) if s == r);
+        if let (Ok(Some(_)), false) = (&o.source, in_sync) {
+            let verdict = async {
+                let reg = sources
+                    .get(&item.source.image.registry)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::trust::check(policy, &reg, &item.source, &item.platforms)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match verdict.await {
+                Ok(blocked) => o.blocked = blocked,
+                Err(e) => o.source = Err(format!("trust policy check failed: {e}")),
+            }
+        }
+        (key, o)
     }))
     .buffer_unordered(concurrency.max(1))
     .collect::<Vec<_>>()
@@ -63,6 +86,7 @@ async fn observe_one(item: &Item, sources: &Sources, dest: &Registry) -> Observe
         source,
         dest: dest_digest,
         dest_recorded_source: None,
+        blocked: None,
     };
     // A filtered mirror's index differs from upstream by design; read the upstream digest it
     // records (our own small index, in ECR) instead of fetching anything upstream.
@@ -111,6 +135,7 @@ pub async fn execute(
     sources: &Sources,
     dest: &Arc<Destination>,
     parallel: usize,
+    signatures: bool,
     cancel: &CancellationToken,
     on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
 ) -> Vec<(Action, Outcome)> {
@@ -124,7 +149,7 @@ pub async fn execute(
                 if cancel.is_cancelled() {
                     Outcome::Failed("cancelled before it started".into())
                 } else {
-                    match copy_one(a, sources, dest, cancel).await {
+                    match copy_one(a, sources, dest, signatures, cancel).await {
                         Ok(r) => Outcome::Copied(r),
                         Err(e) => Outcome::Failed(e.to_string()),
                     }
@@ -155,6 +180,7 @@ async fn copy_one(
     a: &Action,
     sources: &Sources,
     dest: &Arc<Destination>,
+    signatures: bool,
     cancel: &CancellationToken,
 ) -> Result<CopyReport, RegistryError> {
     let source = crate::spec::TaggedRef::parse(a.source.as_deref().unwrap_or_default())
@@ -177,6 +203,7 @@ async fn copy_one(
         platforms: &a.platforms,
         progress: Arc::new(NoProgress),
         cancel,
+        signatures,
     };
     tokio::select! {
         r = job.run() => r,

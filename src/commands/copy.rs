@@ -91,6 +91,7 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
     let src_reference = src.reference().to_string();
     let dst_tag = dest.tag.clone().expect("set above");
     let filter = settings::platform_filter(&a.platforms)?.unwrap_or(PlatformFilter::All);
+    let policy = crate::trust::load(&a.policy.policy, a.policy.insecure_policy)?;
 
     let src_reg = Arc::new(Registry::new(settings::src_registry(
         &src.image.registry,
@@ -145,6 +146,12 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
         return Ok(0);
     }
 
+    if let Some(reason) = crate::trust::check(&policy, &src_reg, &src, &filter).await? {
+        return Err(Error::Blocked(format!(
+            "{src}: blocked by the trust policy: {reason}"
+        )));
+    }
+
     let show_bar = ctx.output == OutputFormat::Text && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| Arc::new(Bar::new()));
     let progress: Arc<dyn Progress> = match &bar {
@@ -161,6 +168,7 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
         platforms: &filter,
         progress,
         cancel,
+        signatures: !a.policy.remove_signatures,
     };
     let result = tokio::select! {
         r = job.run() => r,

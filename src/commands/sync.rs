@@ -12,6 +12,7 @@ use crate::ecr::sdk::SdkEcr;
 use crate::ecr::tags::TagKeys;
 use crate::error::{Error, Result};
 use crate::plan::{self, Action, Item};
+use crate::policy::Policy;
 use crate::registry::copy::Destination;
 use crate::registry::Registry;
 use crate::report::{self, Summary};
@@ -153,9 +154,14 @@ async fn ecr_destination(
     Ok(Some(Arc::new(Registry::new(cfg)?)))
 }
 
-async fn plan_estate(estate: &Estate, sources: &Sources, dest: Option<&Registry>) -> Vec<Action> {
+async fn plan_estate(
+    estate: &Estate,
+    sources: &Sources,
+    dest: Option<&Registry>,
+    policy: &Policy,
+) -> Vec<Action> {
     let observed = match dest {
-        Some(d) => sync::observe(&estate.items, sources, d, OBSERVE_CONCURRENCY).await,
+        Some(d) => sync::observe(&estate.items, sources, d, policy, OBSERVE_CONCURRENCY).await,
         None => Default::default(),
     };
     plan::plan(&estate.items, &estate.repo_errors, &observed)
@@ -165,10 +171,11 @@ async fn plan_estate(estate: &Estate, sources: &Sources, dest: Option<&Registry>
 pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -> Result<u8> {
     let started = Instant::now();
     let default_platforms = settings::platform_filter(&a.platforms)?.unwrap_or_default();
+    let policy = crate::trust::load(&a.policy.policy, a.policy.insecure_policy)?;
     let estate = load_estate(&a.discover, &a.aws, &default_platforms).await?;
     let sources = Sources::new(a.src_access.clone(), a.net.clone());
     let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
-    let actions = plan_estate(&estate, &sources, dest.as_deref()).await;
+    let actions = plan_estate(&estate, &sources, dest.as_deref(), &policy).await;
 
     if a.dry_run {
         match ctx.output {
@@ -212,6 +219,7 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
                 &sources,
                 &destination,
                 a.parallel as usize,
+                !a.policy.remove_signatures,
                 cancel,
                 &on_done,
             )
@@ -332,7 +340,14 @@ pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
     }
     let sources = Sources::new(a.src_access.clone(), a.net.clone());
     let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
-    let actions = plan_estate(&estate, &sources, dest.as_deref()).await;
+    // `list --check` reports status; it does not judge signatures.
+    let actions = plan_estate(
+        &estate,
+        &sources,
+        dest.as_deref(),
+        &Policy::insecure_accept_anything(),
+    )
+    .await;
     let status = |act: &Action| match &act.kind {
         plan::ActionKind::Skip => "in-sync".to_string(),
         plan::ActionKind::CopyMissing => "missing".into(),

@@ -171,6 +171,8 @@ pub struct Copy<'a> {
     pub progress: Arc<dyn Progress>,
     /// Cancelled on SIGTERM/Ctrl-C: checked before the tag is written.
     pub cancel: &'a CancellationToken,
+    /// Also copy the cosign `sha256-<hex>.sig` tags of the copied manifests.
+    pub signatures: bool,
 }
 
 impl Copy<'_> {
@@ -252,6 +254,16 @@ impl Copy<'_> {
                 .await?;
             stats.manifests_put.fetch_add(1, Ordering::Relaxed);
         }
+        if self.signatures {
+            // A filtered index has a new digest, so only the children's signatures apply.
+            let mut signed: Vec<String> = platforms.iter().map(|(_, d)| d.clone()).collect();
+            if to_put.digest == top.digest {
+                signed.push(top.digest.clone());
+            }
+            for digest in signed {
+                self.copy_signature(&digest, &stats).await?;
+            }
+        }
         Ok(CopyReport {
             source_digest: top.digest.clone(),
             digest: to_put.digest,
@@ -264,6 +276,37 @@ impl Copy<'_> {
             unchanged: unchanged && stats.manifests_put.load(Ordering::Relaxed) == 0,
             duration: started.elapsed(),
         })
+    }
+
+    /// Copies `sha256-<hex>.sig` (cosign's signature tag for `digest`) when upstream has it, so
+    /// that consumers of the mirror can verify with `remapIdentity` or `exactRepository`.
+    async fn copy_signature(&self, digest: &str, stats: &CopyStats) -> Result<(), RegistryError> {
+        let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+        let Some(src_head) = self.src.head_manifest(self.src_repo, &tag).await? else {
+            return Ok(());
+        };
+        if let Some(h) = self.dst.registry.head_manifest(self.dst_repo, &tag).await? {
+            if h.digest == src_head.digest {
+                return Ok(());
+            }
+        }
+        let m = self.src.get_manifest(self.src_repo, &tag).await?;
+        let Parsed::Image(img) = m.parse(&format!("{}:{tag}", self.src_repo))? else {
+            return Err(RegistryError::Invalid {
+                what: format!("{}:{tag}", self.src_repo),
+                reason: "a signature tag must hold an image manifest".into(),
+            });
+        };
+        self.copy_blobs(&img, stats).await?;
+        if self.cancel.is_cancelled() {
+            return Err(RegistryError::Cancelled);
+        }
+        self.dst
+            .registry
+            .put_manifest(self.dst_repo, &tag, &m)
+            .await?;
+        stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A platform filter on a single-platform image: read its config to learn its platform.

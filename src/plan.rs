@@ -296,7 +296,7 @@ mod tests {
         let mut ob = obs(Ok(Some("sha256:upstream")), Ok(Some("sha256:filtered")));
         ob.dest_recorded_source = Some("sha256:upstream".into());
         o.insert(("f".to_string(), "1".to_string()), ob.clone());
-        assert_eq!(plan(&[it.clone()], &[], &o)[0].kind, ActionKind::Skip);
+        assert_eq!(plan(std::slice::from_ref(&it), &[], &o)[0].kind, ActionKind::Skip);
         ob.dest_recorded_source = Some("sha256:older".into());
         o.insert(("f".to_string(), "1".to_string()), ob);
         assert_eq!(plan(&[it], &[], &o)[0].kind, ActionKind::CopyStale);
@@ -311,10 +311,10 @@ mod tests {
         ob.blocked = Some("no signature".into());
         o.insert(key.clone(), ob.clone());
         assert_eq!(
-            plan(&[it.clone()], &[], &o)[0].kind,
+            plan(std::slice::from_ref(&it), &[], &o)[0].kind,
             ActionKind::Blocked("no signature".into())
         );
-        assert_eq!(counts(&plan(&[it.clone()], &[], &o)).blocked, 1);
+        assert_eq!(counts(&plan(std::slice::from_ref(&it), &[], &o)).blocked, 1);
         ob.dest = Ok(Some("sha256:new".into()));
         o.insert(key, ob);
         assert_eq!(

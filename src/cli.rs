@@ -8,6 +8,11 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::registry::auth::Secret;
+
+// Secret-bearing flags parse straight into [`Secret`] (it implements `FromStr`), so no `Debug`
+// print of the settings (e.g. `--show-settings`) can show them.
+
 /// Keep a private Amazon ECR registry in sync with public upstream images.
 #[derive(Debug, Parser)]
 #[command(name = "ecr-mirror-sync", version, about, long_about = None, max_term_width = 110)]
@@ -18,6 +23,9 @@ pub struct Cli {
     /// Debug logging (secrets are still redacted).
     #[arg(long, global = true, env = "ECR_MIRROR_SYNC_DEBUG")]
     pub debug: bool,
+    /// Print the effective settings (flags and environment, secrets redacted) and exit.
+    #[arg(long, global = true)]
+    pub show_settings: bool,
     /// Result format on stdout: human text/tables, or JSON Lines (see docs/output.md).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "ECR_MIRROR_SYNC_OUTPUT")]
     pub output: OutputFormat,
@@ -65,20 +73,20 @@ pub struct SrcAccess {
         env = "ECR_MIRROR_SYNC_SRC_CREDS",
         hide_env_values = true
     )]
-    pub src_creds: Option<String>,
+    pub src_creds: Option<Secret>,
     /// Source user name (with --src-password).
     #[arg(long, env = "ECR_MIRROR_SYNC_SRC_USERNAME")]
     pub src_username: Option<String>,
     /// Source password (with --src-username).
     #[arg(long, env = "ECR_MIRROR_SYNC_SRC_PASSWORD", hide_env_values = true)]
-    pub src_password: Option<String>,
+    pub src_password: Option<Secret>,
     /// A bearer token for the source registry.
     #[arg(
         long,
         env = "ECR_MIRROR_SYNC_SRC_REGISTRY_TOKEN",
         hide_env_values = true
     )]
-    pub src_registry_token: Option<String>,
+    pub src_registry_token: Option<Secret>,
     /// Access the source anonymously, ignoring auth files.
     #[arg(long, env = "ECR_MIRROR_SYNC_SRC_NO_CREDS")]
     pub src_no_creds: bool,
@@ -104,20 +112,20 @@ pub struct DestAccess {
         env = "ECR_MIRROR_SYNC_DEST_CREDS",
         hide_env_values = true
     )]
-    pub dest_creds: Option<String>,
+    pub dest_creds: Option<Secret>,
     /// Destination user name (with --dest-password).
     #[arg(long, env = "ECR_MIRROR_SYNC_DEST_USERNAME")]
     pub dest_username: Option<String>,
     /// Destination password (with --dest-username).
     #[arg(long, env = "ECR_MIRROR_SYNC_DEST_PASSWORD", hide_env_values = true)]
-    pub dest_password: Option<String>,
+    pub dest_password: Option<Secret>,
     /// A bearer token for the destination registry.
     #[arg(
         long,
         env = "ECR_MIRROR_SYNC_DEST_REGISTRY_TOKEN",
         hide_env_values = true
     )]
-    pub dest_registry_token: Option<String>,
+    pub dest_registry_token: Option<Secret>,
     /// Access the destination anonymously, ignoring auth files.
     #[arg(long, env = "ECR_MIRROR_SYNC_DEST_NO_CREDS")]
     pub dest_no_creds: bool,
@@ -324,6 +332,32 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn settings_print_never_shows_secrets() {
+        let c = Cli::try_parse_from([
+            "x",
+            "copy",
+            "--src",
+            "a",
+            "--dest",
+            "b",
+            "--src-creds",
+            "bob:hunter2",
+            "--dest-password",
+            "s3cr3t",
+            "--dest-username",
+            "u",
+            "--src-registry-token",
+            "tok3n",
+        ])
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in ["hunter2", "s3cr3t", "tok3n"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("<redacted>"));
     }
 
     #[test]

@@ -296,7 +296,10 @@ mod tests {
         let mut ob = obs(Ok(Some("sha256:upstream")), Ok(Some("sha256:filtered")));
         ob.dest_recorded_source = Some("sha256:upstream".into());
         o.insert(("f".to_string(), "1".to_string()), ob.clone());
-        assert_eq!(plan(std::slice::from_ref(&it), &[], &o)[0].kind, ActionKind::Skip);
+        assert_eq!(
+            plan(std::slice::from_ref(&it), &[], &o)[0].kind,
+            ActionKind::Skip
+        );
         ob.dest_recorded_source = Some("sha256:older".into());
         o.insert(("f".to_string(), "1".to_string()), ob);
         assert_eq!(plan(&[it], &[], &o)[0].kind, ActionKind::CopyStale);

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use crate::cli::{DestAccess, NetArgs, PlatformArgs, SrcAccess};
 use crate::error::{Error, Result};
-use crate::registry::auth::{CredentialFlags, Secret};
+use crate::registry::auth::CredentialFlags;
 use crate::registry::{RegistryConfig, RetryPolicy};
 use crate::spec::{Platform, PlatformFilter};
 
@@ -41,10 +41,10 @@ pub fn platform_filter(a: &PlatformArgs) -> Result<Option<PlatformFilter>> {
 /// Credential flags of the source side.
 pub fn src_credentials(a: &SrcAccess) -> CredentialFlags {
     CredentialFlags {
-        creds: a.src_creds.clone().map(Secret::new),
+        creds: a.src_creds.clone(),
         username: a.src_username.clone(),
-        password: a.src_password.clone().map(Secret::new),
-        registry_token: a.src_registry_token.clone().map(Secret::new),
+        password: a.src_password.clone(),
+        registry_token: a.src_registry_token.clone(),
         no_creds: a.src_no_creds,
         authfile: a.src_authfile.clone(),
     }
@@ -53,10 +53,10 @@ pub fn src_credentials(a: &SrcAccess) -> CredentialFlags {
 /// Credential flags of the destination side.
 pub fn dest_credentials(a: &DestAccess) -> CredentialFlags {
     CredentialFlags {
-        creds: a.dest_creds.clone().map(Secret::new),
+        creds: a.dest_creds.clone(),
         username: a.dest_username.clone(),
-        password: a.dest_password.clone().map(Secret::new),
-        registry_token: a.dest_registry_token.clone().map(Secret::new),
+        password: a.dest_password.clone(),
+        registry_token: a.dest_registry_token.clone(),
         no_creds: a.dest_no_creds,
         authfile: a.dest_authfile.clone(),
     }

@@ -17,6 +17,11 @@ pub struct Context {
 /// Runs the parsed command line; returns the process exit code (0, 1 or 2).
 pub async fn run(cli: Cli) -> u8 {
     let ctx = Context { output: cli.output };
+    if cli.show_settings {
+        // Every secret is a `Secret`, whose Debug prints <redacted>.
+        println!("{cli:#?}");
+        return 0;
+    }
     let cancel = tokio_util::sync::CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let result = match &cli.command {

@@ -644,3 +644,70 @@ fn schema_rejects_invalid_values() {
         );
     }
 }
+
+/// Runs the real binary with the container's rendered args and literal env, plus
+/// `--show-settings`, so a flag or env name the binary does not know fails here, not at 2 AM
+/// in the cluster.
+fn binary_accepts(c: &Container) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-mirror-sync"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ECR_MIRROR_SYNC_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (name, e) in env(c) {
+        if let Some(v) = e.value {
+            cmd.env(name, v);
+        }
+    }
+    cmd.arg("--show-settings").args(args(c));
+    let out = cmd.output().expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the binary refused the chart's command line {:?}: {}{}",
+        args(c),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_binary_accepts_the_rendered_command_line() {
+    let helm = Helm::new();
+    let defaults = binary_accepts(&container(&helm.template(&[]).cronjob()));
+    assert!(defaults.contains("Sync("), "{defaults}");
+    assert!(defaults.contains("log_format: Json"), "{defaults}");
+    let dry = binary_accepts(&container(
+        &helm.template(&["--set", "dryRun=true"]).cronjob(),
+    ));
+    assert!(dry.contains("dry_run: true"), "{dry}");
+    let many = binary_accepts(&container(
+        &helm
+            .template(&[
+                "--set",
+                "shards=3",
+                "--set",
+                "prefix=mirror",
+                "--set",
+                "parallel=7",
+                "--set",
+                "retryTimes=2",
+                "--set",
+                "platforms={linux/amd64,linux/arm64}",
+                "--set",
+                "insecurePolicy=true",
+            ])
+            .cronjob(),
+    ));
+    for want in [
+        "parallel: 7",
+        "retry_times: 2",
+        "insecure_policy: true",
+        "\"mirror\"",
+        "linux/arm64",
+    ] {
+        assert!(many.contains(want), "{want} missing in {many}");
+    }
+}

@@ -82,12 +82,16 @@ run "$BIN" sync && echo "exit 0" || echo "exit $?"
 
 say "sync again: a no-op, one HEAD per tag on each side"
 : > "$WORK/ecr/access.log"; : > "$WORK/upstream/access.log"
-run "$BIN" sync || true
+run "$BIN" sync --report-dir "$WORK/reports" || true
+echo "report files: $(cd "$WORK/reports" && ls)"
 echo "ECR requests during the no-op:      $(grep -c '"HEAD /v2/mirror' "$WORK/ecr/access.log" || true) HEAD manifest, $(grep -cE '"(GET|PUT|POST|PATCH) /v2/mirror/[^ ]*/manifests' "$WORK/ecr/access.log" || true) other manifest requests"
 echo "upstream requests during the no-op: $(grep -c '"HEAD /v2/upstream' "$WORK/upstream/access.log" || true) HEAD manifest, $(grep -cE '"(GET|PUT) /v2/upstream' "$WORK/upstream/access.log" || true) GET/PUT"
 
 say "status per tag, with both digests"
 run "$BIN" list --check || true
+
+say "verify: every platform's digest, upstream vs ECR"
+run "$BIN" verify --render-table || true
 
 say "digests match upstream (skopeo as an independent reader)"
 for ref in keda:2.4.0 keda:2.5.0 redis:7.2; do

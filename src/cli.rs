@@ -61,6 +61,8 @@ pub enum Command {
     Sync(Box<SyncArgs>),
     /// Show the ECR repositories marked for mirroring (and, with --check, their status).
     List(Box<ListArgs>),
+    /// Compare every platform's digest upstream and in ECR; exit 1 on any mismatch.
+    Verify(Box<VerifyArgs>),
 }
 
 /// Source registry access (the same flags as skopeo's `--src-*`).
@@ -275,6 +277,9 @@ pub struct SyncArgs {
     /// Show the plan (with both digests) and write nothing.
     #[arg(long, env = "ECR_MIRROR_SYNC_DRY_RUN")]
     pub dry_run: bool,
+    /// Also write images_<UTC timestamp>.csv, .md and .json (one row per tag) into DIR.
+    #[arg(long, value_name = "DIR", env = "ECR_MIRROR_SYNC_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
     /// Images copied at once (alias --batch, from the original tool).
     #[arg(long, visible_alias = "batch", default_value_t = 4, env = "ECR_MIRROR_SYNC_PARALLEL", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallel: u32,
@@ -310,6 +315,35 @@ pub struct ListArgs {
     /// Also HEAD both sides and show each tag's status with both digests.
     #[arg(long)]
     pub check: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub src_access: SrcAccess,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub net: NetArgs,
+    /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
+    #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub dest_tls_verify: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub discover: DiscoverArgs,
+    /// Only this ECR repository.
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// Draw a table.
+    #[arg(long)]
+    pub render_table: bool,
+    /// Also write images_<UTC timestamp>.csv, .md and .json (one row per tag) into DIR.
+    #[arg(long, value_name = "DIR", env = "ECR_MIRROR_SYNC_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub src_access: SrcAccess,

@@ -23,11 +23,13 @@ pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod report;
+pub mod report_files;
 pub mod settings;
 pub mod shard;
 pub mod spec;
 pub mod sync;
 pub mod telemetry;
 pub mod trust;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -8,7 +8,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{json, Value};
 
 use crate::plan::Action;
-use crate::sync::Outcome;
+use crate::sync::{Executed, Outcome};
 
 /// A table with the house style.
 pub fn table(header: &[&str]) -> Table {
@@ -134,9 +134,9 @@ pub struct Summary {
 
 impl Summary {
     /// Totals of executed items.
-    pub fn of(results: &[(Action, Outcome)]) -> Summary {
+    pub fn of(results: &[Executed]) -> Summary {
         let mut s = Summary::default();
-        for (_, o) in results {
+        for o in results.iter().map(|e| &e.outcome) {
             match o {
                 Outcome::Skipped => s.skipped += 1,
                 Outcome::Copied(r) => {
@@ -180,5 +180,46 @@ impl Summary {
             format!("{:.1}s", self.duration_secs),
         ]);
         t
+    }
+}
+
+/// A report-file row for an executed sync item.
+pub fn file_row(e: &Executed) -> crate::report_files::Row {
+    let a = &e.action;
+    let (dest_digest, platforms, bytes, reason) = match &e.outcome {
+        Outcome::Copied(r) => (
+            r.digest.clone(),
+            r.platforms
+                .iter()
+                .map(|(p, d)| format!("{p}={d}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            r.bytes,
+            a.kind.reason(),
+        ),
+        Outcome::Skipped => (
+            a.dest_digest.clone().unwrap_or_default(),
+            String::new(),
+            0,
+            a.kind.reason(),
+        ),
+        Outcome::Failed(r) | Outcome::Blocked(r) => (
+            a.dest_digest.clone().unwrap_or_default(),
+            String::new(),
+            0,
+            r.clone(),
+        ),
+    };
+    crate::report_files::Row {
+        source: a.source.clone().unwrap_or_default(),
+        destination: format!("{}:{}", a.repository, a.tag.as_deref().unwrap_or("*")),
+        source_digest: a.source_digest.clone().unwrap_or_default(),
+        dest_digest,
+        platform_digests: platforms,
+        action: a.kind.name().to_string(),
+        outcome: e.outcome.name().to_string(),
+        reason,
+        bytes,
+        duration_secs: e.secs,
     }
 }

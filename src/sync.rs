@@ -128,6 +128,17 @@ impl Outcome {
     }
 }
 
+/// One executed action.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// What was planned.
+    pub action: Action,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Seconds it took.
+    pub secs: f64,
+}
+
 /// Runs a plan's copies, `parallel` at a time, calling `on_done` as each item finishes (in
 /// completion order). Returns every action with its outcome, in plan order.
 pub async fn execute(
@@ -138,7 +149,7 @@ pub async fn execute(
     signatures: bool,
     cancel: &CancellationToken,
     on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
-) -> Vec<(Action, Outcome)> {
+) -> Vec<Executed> {
     let results = futures::stream::iter(plan.iter().enumerate().map(|(i, a)| async move {
         let started = Instant::now();
         let outcome = match &a.kind {
@@ -156,23 +167,28 @@ pub async fn execute(
                 }
             }
         };
-        on_done(a, &outcome, started.elapsed().as_secs_f64());
-        (i, outcome)
+        let secs = started.elapsed().as_secs_f64();
+        on_done(a, &outcome, secs);
+        (i, outcome, secs)
     }))
     .buffer_unordered(parallel.max(1))
     .collect::<Vec<_>>()
     .await;
-    let mut by_index: Vec<Option<Outcome>> = vec![None; plan.len()];
-    for (i, o) in results {
-        by_index[i] = Some(o);
+    let mut by_index: Vec<Option<(Outcome, f64)>> = vec![None; plan.len()];
+    for (i, o, secs) in results {
+        by_index[i] = Some((o, secs));
     }
     plan.iter()
         .cloned()
-        .zip(
-            by_index
-                .into_iter()
-                .map(|o| o.expect("every item has an outcome")),
-        )
+        .zip(by_index)
+        .map(|(action, o)| {
+            let (outcome, secs) = o.expect("every item has an outcome");
+            Executed {
+                action,
+                outcome,
+                secs,
+            }
+        })
         .collect()
 }
 

@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Copy(a) => copy::run(&ctx, a, &cancel).await,
         Command::Sync(a) => sync::run_sync(&ctx, a, &cancel).await,
         Command::List(a) => sync::run_list(&ctx, a).await,
+        Command::Verify(a) => sync::run_verify(&ctx, a).await,
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AwsArgs, DiscoverArgs, ListArgs, NetArgs, OutputFormat, SyncArgs};
+use crate::cli::{AwsArgs, DiscoverArgs, ListArgs, NetArgs, OutputFormat, SyncArgs, VerifyArgs};
 use crate::connect::{self, Sources};
 use crate::ecr::discover::{discover, Discovery};
 use crate::ecr::sdk::SdkEcr;
@@ -231,11 +231,15 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
         actions
             .iter()
             .map(|a| {
-                let o = match &a.kind {
+                let outcome = match &a.kind {
                     plan::ActionKind::Error(e) => Outcome::Failed(e.clone()),
                     _ => Outcome::Skipped,
                 };
-                (a.clone(), o)
+                sync::Executed {
+                    action: a.clone(),
+                    outcome,
+                    secs: 0.0,
+                }
             })
             .collect()
     } else {
@@ -257,6 +261,10 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
         ),
         OutputFormat::Text => println!("{}", summary.table()),
     }
+    if let Some(dir) = &a.report_dir {
+        let rows: Vec<_> = results.iter().map(report::file_row).collect();
+        write_report_files(dir, &rows)?;
+    }
     post_events(&summary, &results).await;
     if cancel.is_cancelled() {
         return Ok(1);
@@ -265,10 +273,11 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
 }
 
 #[cfg(feature = "k8s")]
-async fn post_events(summary: &Summary, results: &[(Action, Outcome)]) {
+async fn post_events(summary: &Summary, results: &[sync::Executed]) {
     use crate::k8s::{publish_from_env, ItemProblem, RunSummary};
     let problems: Vec<ItemProblem> = results
         .iter()
+        .map(|e| (&e.action, &e.outcome))
         .filter_map(|(a, o)| match o {
             Outcome::Failed(r) | Outcome::Blocked(r) => Some(ItemProblem {
                 image: format!("{}:{}", a.repository, a.tag.as_deref().unwrap_or("*")),
@@ -291,7 +300,22 @@ async fn post_events(summary: &Summary, results: &[(Action, Outcome)]) {
 }
 
 #[cfg(not(feature = "k8s"))]
-async fn post_events(_: &Summary, _: &[(Action, Outcome)]) {}
+async fn post_events(_: &Summary, _: &[sync::Executed]) {}
+
+/// Writes the `--report-dir` files and logs where they went.
+pub fn write_report_files(dir: &std::path::Path, rows: &[crate::report_files::Row]) -> Result<()> {
+    let paths =
+        crate::report_files::write(dir, rows, std::time::SystemTime::now()).map_err(|e| {
+            Error::Usage(format!(
+                "--report-dir {}: cannot write the report: {e}",
+                dir.display()
+            ))
+        })?;
+    for p in paths {
+        tracing::info!(file = %p.display(), "report written");
+    }
+    Ok(())
+}
 
 /// Runs `list`.
 pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
@@ -387,4 +411,164 @@ pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
     }
     let c = plan::counts(&actions);
     Ok(u8::from(c.error + c.blocked > 0))
+}
+
+/// Runs `verify`.
+pub async fn run_verify(ctx: &Context, a: &VerifyArgs) -> Result<u8> {
+    let started = Instant::now();
+    let mut estate = load_estate(&a.discover, &a.aws, &PlatformFilter::All).await?;
+    if let Some(only) = &a.repository {
+        estate.items.retain(|i| &i.repository == only);
+        estate.repo_errors.retain(|(r, _)| r == only);
+        if estate.items.is_empty() && estate.repo_errors.is_empty() {
+            return Err(Error::Usage(format!(
+                "--repository {only:?}: no such repository is marked for mirroring (see `ecr-mirror-sync list`)"
+            )));
+        }
+    }
+    let sources = Sources::new(a.src_access.clone(), a.net.clone());
+    let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
+    let mut checks = Vec::new();
+    if let Some(d) = &dest {
+        use futures::StreamExt;
+        checks = futures::stream::iter(estate.items.iter().map(|item| {
+            let sources = &sources;
+            async move {
+                let t = Instant::now();
+                let c = match sources.get(&item.source.image.registry).await {
+                    Ok(src) => crate::verify::check(item, &src, d).await,
+                    Err(e) => crate::verify::ImageCheck {
+                        repository: item.repository.clone(),
+                        tag: item.tag.clone(),
+                        source: item.source.to_string(),
+                        rows: vec![],
+                        error: Some(e.to_string()),
+                    },
+                };
+                (c, t.elapsed().as_secs_f64())
+            }
+        }))
+        .buffered(OBSERVE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    }
+    let mut bad = estate.repo_errors.len();
+    match ctx.output {
+        OutputFormat::Json => {
+            for (c, _) in &checks {
+                let mut v = serde_json::to_value(c).expect("serialisable");
+                v["ok"] = serde_json::json!(c.ok());
+                report::emit("verify", v);
+            }
+            for (r, e) in &estate.repo_errors {
+                report::emit(
+                    "verify",
+                    serde_json::json!({"repository": r, "tag": null, "rows": [], "error": e, "ok": false}),
+                );
+            }
+        }
+        OutputFormat::Text => {
+            let mut t =
+                report::table(&["IMAGE", "PLATFORM", "SOURCE DIGEST", "ECR DIGEST", "MATCH"]);
+            for (c, _) in &checks {
+                for r in &c.rows {
+                    t.add_row(vec![
+                        format!("{}:{}", c.repository, c.tag),
+                        r.platform.clone(),
+                        r.source.clone().unwrap_or_else(|| "-".into()),
+                        r.ecr.clone().unwrap_or_else(|| "-".into()),
+                        if r.matches { "yes" } else { "NO" }.to_string(),
+                    ]);
+                }
+            }
+            if a.render_table {
+                println!("{t}");
+            } else {
+                for (c, _) in &checks {
+                    for r in &c.rows {
+                        println!(
+                            "{}:{}\t{}\t{}\t{}\t{}",
+                            c.repository,
+                            c.tag,
+                            r.platform,
+                            r.source.as_deref().unwrap_or("-"),
+                            r.ecr.as_deref().unwrap_or("-"),
+                            if r.matches { "match" } else { "MISMATCH" }
+                        );
+                    }
+                }
+            }
+            for (c, _) in &checks {
+                let n = c.rows.iter().filter(|r| r.platform != "index").count();
+                match (&c.error, c.ok()) {
+                    (Some(e), _) => {
+                        println!("ERROR    {}:{} <- {}: {e}", c.repository, c.tag, c.source)
+                    }
+                    (None, true) => println!(
+                        "OK       {}:{} <- {}: {n} platform(s) match",
+                        c.repository, c.tag, c.source
+                    ),
+                    (None, false) => {
+                        let which: Vec<&str> = c
+                            .rows
+                            .iter()
+                            .filter(|r| !r.matches)
+                            .map(|r| r.platform.as_str())
+                            .collect();
+                        println!(
+                            "MISMATCH {}:{} <- {}: {}",
+                            c.repository,
+                            c.tag,
+                            c.source,
+                            which.join(", ")
+                        );
+                    }
+                }
+            }
+            for (r, e) in &estate.repo_errors {
+                println!("ERROR    {r}: {e}");
+            }
+        }
+    }
+    bad += checks.iter().filter(|(c, _)| !c.ok()).count();
+    if let Some(dir) = &a.report_dir {
+        let rows: Vec<crate::report_files::Row> = checks
+            .iter()
+            .map(|(c, secs)| crate::report_files::Row {
+                source: c.source.clone(),
+                destination: format!("{}:{}", c.repository, c.tag),
+                source_digest: c
+                    .rows
+                    .first()
+                    .and_then(|r| r.source.clone())
+                    .unwrap_or_default(),
+                dest_digest: c
+                    .rows
+                    .first()
+                    .and_then(|r| r.ecr.clone())
+                    .unwrap_or_default(),
+                platform_digests: c
+                    .rows
+                    .iter()
+                    .map(|r| format!("{}={}", r.platform, r.ecr.as_deref().unwrap_or("-")))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                action: "verify".into(),
+                outcome: if c.ok() { "match" } else { "mismatch" }.into(),
+                reason: c.error.clone().unwrap_or_else(|| {
+                    c.rows
+                        .iter()
+                        .filter(|r| !r.matches)
+                        .map(|r| r.platform.clone())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }),
+                bytes: 0,
+                duration_secs: *secs,
+            })
+            .collect();
+        write_report_files(dir, &rows)?;
+    }
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "verify done");
+    Ok(u8::from(bad > 0))
 }

@@ -47,7 +47,7 @@ pub enum RegistryError {
         registry: String,
         /// What was being done.
         what: String,
-        /// `connect`, `timeout`, `reset` or `body`.
+        /// `connect`, `tls`, `timeout`, `reset` or `body`.
         kind: &'static str,
         /// The underlying error text (from reqwest/hyper; contains no credentials).
         detail: String,
@@ -114,7 +114,8 @@ impl RegistryError {
             RegistryError::Status { status, .. } => {
                 matches!(*status, 408 | 429) || (500..=599).contains(status)
             }
-            RegistryError::Transport { .. } => true,
+            // A TLS failure (unknown CA, bad certificate) is configuration, not weather.
+            RegistryError::Transport { kind, .. } => *kind != "tls",
             _ => false,
         }
     }

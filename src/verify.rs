@@ -128,7 +128,7 @@ pub async fn check(item: &Item, src: &Registry, ecr: &Registry) -> ImageCheck {
     }
     // Platforms in ECR that upstream (under this filter) does not have are a mismatch too.
     for (platform, digest) in &down_kids {
-        if !up_kids.contains_key(platform) && !(single && platform == "image") {
+        if !(up_kids.contains_key(platform) || single && platform == "image") {
             c.rows.push(Row {
                 platform: platform.clone(),
                 source: None,

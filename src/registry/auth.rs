@@ -131,21 +131,31 @@ impl CredentialFlags {
     /// Resolves the flags for `registry` (`host[:port]`, `docker.io` for Docker Hub).
     /// `side` is `src` or `dest`, used to name flags in errors.
     pub fn resolve(&self, registry: &str, side: &str) -> Result<Credentials, RegistryError> {
-        let conflict = |a: &str, b: &str| {
-            Err(RegistryError::Config(format!(
-                "--{side}-{a} and --{side}-{b} cannot be used together"
-            )))
-        };
-        let explicit = [
-            self.creds.is_some(),
-            self.username.is_some() || self.password.is_some(),
-            self.registry_token.is_some(),
-        ];
-        if self.no_creds && explicit.iter().any(|x| *x) {
-            return conflict("no-creds", "creds/username/registry-token");
+        // Name exactly the flags that were given, so the user knows which to drop.
+        let mut given: Vec<String> = Vec::new();
+        if self.creds.is_some() {
+            given.push(format!("--{side}-creds"));
         }
-        if explicit.iter().filter(|x| **x).count() > 1 {
-            return conflict("creds", "username/password/registry-token");
+        if self.username.is_some() {
+            given.push(format!("--{side}-username"));
+        }
+        if self.password.is_some() {
+            given.push(format!("--{side}-password"));
+        }
+        if self.registry_token.is_some() {
+            given.push(format!("--{side}-registry-token"));
+        }
+        let ways = usize::from(self.creds.is_some())
+            + usize::from(self.username.is_some() || self.password.is_some())
+            + usize::from(self.registry_token.is_some());
+        if ways > 1 || (self.no_creds && ways > 0) {
+            if self.no_creds {
+                given.push(format!("--{side}-no-creds"));
+            }
+            return Err(RegistryError::Config(format!(
+                "{} cannot be used together; give one way to authenticate",
+                given.join(" and ")
+            )));
         }
         if self.no_creds {
             return Ok(Credentials::Anonymous);

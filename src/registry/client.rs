@@ -220,8 +220,25 @@ pub fn parse_rate_limit(v: &str) -> Option<i64> {
     v.split(';').next()?.trim().parse().ok()
 }
 
+/// Whether the error chain holds a TLS failure: rustls errors reach us as `io::Error` of kind
+/// `InvalidData` (tokio-rustls). A bad certificate does not get better by retrying.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        src = s.source();
+    }
+    false
+}
+
 fn transport_err(registry: &str, what: &str, e: &reqwest::Error) -> RegistryError {
-    let kind = if e.is_timeout() {
+    let kind = if is_tls_failure(e) {
+        "tls"
+    } else if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connect"
@@ -352,20 +369,21 @@ impl Registry {
                             }
                         }
                     }
-                    let res = self
-                        .retrying("ping /v2/", || async {
-                            let r = self
-                                .http
-                                .get(format!("{base}/v2/"))
-                                .send()
-                                .await
-                                .map_err(|e| transport_err(&self.cfg.registry, "GET /v2/", &e))?;
-                            if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS {
-                                return Err(self.status_error(r, "GET", "/v2/").await);
-                            }
-                            Ok(r)
-                        })
-                        .await;
+                    // Not retried here: every caller of `base()` is already inside a
+                    // retried request, and nesting retries multiplies the attempts.
+                    let res = async {
+                        let r = self
+                            .http
+                            .get(format!("{base}/v2/"))
+                            .send()
+                            .await
+                            .map_err(|e| transport_err(&self.cfg.registry, "GET /v2/", &e))?;
+                        if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS {
+                            return Err(self.status_error(r, "GET", "/v2/").await);
+                        }
+                        Ok(r)
+                    }
+                    .await;
                     match res {
                         Ok(r) => {
                             let challenge = challenge_of(&r);
@@ -445,24 +463,23 @@ impl Registry {
             Credentials::Dynamic(src) => Some(src.current().await?),
             _ => None,
         };
-        let res = self
-            .retrying("token", || async {
-                let mut rb = self.http.get(realm).query(&q);
-                if let Some(c) = &basic {
-                    let mut v = HeaderValue::from_str(&basic_header(c)).expect("ascii");
-                    v.set_sensitive(true);
-                    rb = rb.header(AUTHORIZATION, v);
-                }
-                let r = rb
-                    .send()
-                    .await
-                    .map_err(|e| transport_err(&self.cfg.registry, "token request", &e))?;
-                if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS {
-                    return Err(self.status_error(r, "GET", "token").await);
-                }
-                Ok(r)
-            })
-            .await?;
+        // Not retried here: the token is fetched inside an already-retried request.
+        let res = {
+            let mut rb = self.http.get(realm).query(&q);
+            if let Some(c) = &basic {
+                let mut v = HeaderValue::from_str(&basic_header(c)).expect("ascii");
+                v.set_sensitive(true);
+                rb = rb.header(AUTHORIZATION, v);
+            }
+            let r = rb
+                .send()
+                .await
+                .map_err(|e| transport_err(&self.cfg.registry, "token request", &e))?;
+            if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS {
+                return Err(self.status_error(r, "GET", "token").await);
+            }
+            r
+        };
         if !res.status().is_success() {
             return Err(RegistryError::Auth {
                 registry: self.cfg.registry.clone(),

@@ -421,92 +421,136 @@ impl Copy<'_> {
     }
 
     async fn copy_blob(&self, d: OciDescriptor, stats: &CopyStats) -> Result<(), RegistryError> {
-        let dst = &self.dst.registry;
-        let outcome = if dst.has_blob(self.dst_repo, &d.digest).await? {
-            self.dst.tracker.note(&d.digest, self.dst_repo);
+        let source = RegistryBlobs {
+            registry: self.src,
+            repo: self.src_repo,
+        };
+        push_blob(self.dst, self.dst_repo, &d, &source, &self.progress, stats).await?;
+        Ok(())
+    }
+}
+
+/// Where blob bytes come from: a registry repository, or an archive on disk.
+pub trait BlobSource: Send + Sync {
+    /// Opens the blob `digest` of `size` bytes as a stream. Called again for each retry.
+    fn open<'a>(
+        &'a self,
+        digest: &'a str,
+        size: u64,
+    ) -> futures::future::BoxFuture<'a, Result<ByteStream, RegistryError>>;
+}
+
+/// Blobs of a repository in a registry.
+pub struct RegistryBlobs<'a> {
+    /// The registry.
+    pub registry: &'a Registry,
+    /// The repository.
+    pub repo: &'a str,
+}
+
+impl BlobSource for RegistryBlobs<'_> {
+    fn open<'a>(
+        &'a self,
+        digest: &'a str,
+        size: u64,
+    ) -> futures::future::BoxFuture<'a, Result<ByteStream, RegistryError>> {
+        Box::pin(self.registry.blob_stream(self.repo, digest, size))
+    }
+}
+
+/// Puts one blob into `dst_repo`: HEAD and skip; else wait for (or do) the run's single
+/// upload of this digest and mount from the repository that got it; else stream it from
+/// `source` with verification. Shared by `copy`/`sync` and `push --archive`.
+pub async fn push_blob(
+    dst: &Destination,
+    dst_repo: &str,
+    d: &OciDescriptor,
+    source: &dyn BlobSource,
+    progress: &Arc<dyn Progress>,
+    stats: &CopyStats,
+) -> Result<BlobOutcome, RegistryError> {
+    let reg = &dst.registry;
+    let outcome = if reg.has_blob(dst_repo, &d.digest).await? {
+        dst.tracker.note(&d.digest, dst_repo);
+        BlobOutcome::Skipped
+    } else {
+        let cell = dst.tracker.cell(&d.digest);
+        let mut uploaded_here = false;
+        let holder = cell
+            .get_or_try_init(|| async {
+                transfer(dst, dst_repo, d, None, source, progress, stats).await?;
+                uploaded_here = true;
+                Ok::<_, RegistryError>(dst_repo.to_string())
+            })
+            .await?
+            .clone();
+        if uploaded_here {
+            BlobOutcome::Uploaded
+        } else if holder == dst_repo {
             BlobOutcome::Skipped
         } else {
-            let cell = self.dst.tracker.cell(&d.digest);
-            let mut uploaded_here = false;
-            let holder = cell
-                .get_or_try_init(|| async {
-                    self.transfer(&d, None, stats).await?;
-                    uploaded_here = true;
-                    Ok::<_, RegistryError>(self.dst_repo.to_string())
-                })
-                .await?
-                .clone();
-            if uploaded_here {
-                BlobOutcome::Uploaded
-            } else if holder == self.dst_repo {
-                BlobOutcome::Skipped
-            } else {
-                match dst.mount_blob(self.dst_repo, &d.digest, &holder).await? {
-                    Mount::Mounted => BlobOutcome::Mounted,
-                    Mount::Upload(location) => {
-                        self.transfer(&d, Some(location), stats).await?;
-                        BlobOutcome::Uploaded
-                    }
+            match reg.mount_blob(dst_repo, &d.digest, &holder).await? {
+                Mount::Mounted => BlobOutcome::Mounted,
+                Mount::Upload(location) => {
+                    transfer(dst, dst_repo, d, Some(location), source, progress, stats).await?;
+                    BlobOutcome::Uploaded
                 }
             }
-        };
-        match outcome {
-            BlobOutcome::Uploaded => stats.uploaded.fetch_add(1, Ordering::Relaxed),
-            BlobOutcome::Mounted => stats.mounted.fetch_add(1, Ordering::Relaxed),
-            BlobOutcome::Skipped => stats.skipped.fetch_add(1, Ordering::Relaxed),
-        };
-        self.progress.blob_done(outcome);
-        Ok(())
-    }
+        }
+    };
+    match outcome {
+        BlobOutcome::Uploaded => stats.uploaded.fetch_add(1, Ordering::Relaxed),
+        BlobOutcome::Mounted => stats.mounted.fetch_add(1, Ordering::Relaxed),
+        BlobOutcome::Skipped => stats.skipped.fetch_add(1, Ordering::Relaxed),
+    };
+    progress.blob_done(outcome);
+    Ok(outcome)
+}
 
-    /// Streams one blob, retrying the whole transfer (a stream cannot be replayed).
-    async fn transfer(
-        &self,
-        d: &OciDescriptor,
-        preopened: Option<String>,
-        stats: &CopyStats,
-    ) -> Result<(), RegistryError> {
-        let dst = &self.dst.registry;
-        let size = d.size as u64;
-        let preopened = Mutex::new(preopened);
-        let what = format!("blob {}@{}", self.dst_repo, d.digest);
-        dst.retrying(&what, || async {
-            let taken = preopened.lock().expect("not poisoned").take();
-            let location = match taken {
-                Some(l) => l,
-                None => dst.start_upload(self.dst_repo).await?,
-            };
-            let result = async {
-                let body = self.src.blob_stream(self.src_repo, &d.digest, size).await?;
-                self.progress.blob_started(size);
-                let verdict = Arc::new(Mutex::new(None));
-                let body = verifying(
-                    body,
-                    &d.digest,
-                    size,
-                    verdict.clone(),
-                    self.progress.clone(),
-                );
-                let sent = dst
-                    .upload_stream(self.dst_repo, &location, &d.digest, size, body)
-                    .await;
-                // The body's own verdict wins: a digest mismatch surfaces as a failed request
-                // body, and must be reported (and not retried) as what it is.
-                if let Some(e) = verdict.lock().expect("not poisoned").take() {
-                    return Err(e);
-                }
-                sent
+/// Streams one blob, retrying the whole transfer (a stream cannot be replayed).
+async fn transfer(
+    dst: &Destination,
+    dst_repo: &str,
+    d: &OciDescriptor,
+    preopened: Option<String>,
+    source: &dyn BlobSource,
+    progress: &Arc<dyn Progress>,
+    stats: &CopyStats,
+) -> Result<(), RegistryError> {
+    let reg = &dst.registry;
+    let size = d.size as u64;
+    let preopened = Mutex::new(preopened);
+    let what = format!("blob {dst_repo}@{}", d.digest);
+    reg.retrying(&what, || async {
+        let taken = preopened.lock().expect("not poisoned").take();
+        let location = match taken {
+            Some(l) => l,
+            None => reg.start_upload(dst_repo).await?,
+        };
+        let result = async {
+            let body = source.open(&d.digest, size).await?;
+            progress.blob_started(size);
+            let verdict = Arc::new(Mutex::new(None));
+            let body = verifying(body, &d.digest, size, verdict.clone(), progress.clone());
+            let sent = reg
+                .upload_stream(dst_repo, &location, &d.digest, size, body)
+                .await;
+            // The body's own verdict wins: a digest mismatch surfaces as a failed request
+            // body, and must be reported (and not retried) as what it is.
+            if let Some(e) = verdict.lock().expect("not poisoned").take() {
+                return Err(e);
             }
-            .await;
-            if result.is_err() {
-                dst.abort_upload(self.dst_repo, &location).await;
-            }
-            result
-        })
-        .await?;
-        stats.bytes.fetch_add(size, Ordering::Relaxed);
-        Ok(())
-    }
+            sent
+        }
+        .await;
+        if result.is_err() {
+            reg.abort_upload(dst_repo, &location).await;
+        }
+        result
+    })
+    .await?;
+    stats.bytes.fetch_add(size, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Wraps a blob stream so that it hashes and counts as it goes. More bytes than `size`, fewer

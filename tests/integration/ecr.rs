@@ -560,57 +560,32 @@ async fn tag_resource_merges() {
     assert_eq!(got, kv(&[("a", "1"), ("b", "3"), ("c", "4")]));
 }
 
-/// `SdkEcr::from_env` must honour the standard `AWS_ENDPOINT_URL`. Changing this process's
-/// environment would race with other tests, so the check runs in a child copy of this test
-/// binary with moto's environment.
+/// The binary's AWS client (aws-config's default chain) must honour the standard
+/// `AWS_ENDPOINT_URL`, and `--region` must override `AWS_REGION`. Run through the product
+/// binary, so no test changes this process's environment.
 #[tokio::test]
 async fn from_env_honours_aws_endpoint_url() {
     let moto = Moto::start();
     let seed = client(&moto).await;
     create(&seed, "env/visible", &marked("nginx", "1")).await;
-    let test_path = module_path!()
-        .split_once("::")
-        .map_or("from_env_child", |(_, m)| m)
-        .to_string()
-        + "::from_env_child";
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            &test_path,
-            "--exact",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env_remove("AWS_PROFILE")
-        .envs(moto.env())
-        .env("ECR_MIRROR_SYNC_FROM_ENV_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = crate::support::run(&["list", "--output", "json"], &moto.env());
+    assert!(out.status.success(), "{}", crate::support::describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child test {test_path} failed:\n{stdout}\n{stderr}"
-    );
-}
-
-/// The child half of [`from_env_honours_aws_endpoint_url`]; does nothing when run directly.
-#[tokio::test]
-#[ignore = "run by from_env_honours_aws_endpoint_url in a child process"]
-async fn from_env_child() {
-    if std::env::var_os("ECR_MIRROR_SYNC_FROM_ENV_CHILD").is_none() {
-        return;
-    }
-    let ecr = SdkEcr::from_env(None).await;
-    let names: Vec<String> = ecr
-        .repositories(None)
-        .await
-        .expect("DescribeRepositories through AWS_ENDPOINT_URL")
-        .into_iter()
-        .map(|r| r.name)
+    let names: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "repository")
+        .map(|v| v["data"]["repository"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["env/visible"]);
-    // --region overrides AWS_REGION: moto keeps regions apart, so eu-west-1 is empty.
-    let other = SdkEcr::from_env(Some("eu-west-1".into())).await;
-    assert!(other.repositories(None).await.unwrap().is_empty());
+    assert_eq!(names, ["env/visible"], "{stdout}");
+    // moto keeps regions apart, so eu-west-1 has no repositories.
+    let out = crate::support::run(
+        &["list", "--output", "json", "--region", "eu-west-1"],
+        &moto.env(),
+    );
+    assert!(out.status.success(), "{}", crate::support::describe(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("env/visible"),
+        "--region must override AWS_REGION"
+    );
 }

@@ -5,5 +5,8 @@
 
 mod support;
 
+mod copy;
 mod ecr;
 mod harness;
+mod policy;
+mod sync;

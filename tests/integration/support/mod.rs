@@ -24,6 +24,7 @@
 //! `[profile.dev.package.sha2] opt-level = 3` (then a 512 MiB layer takes ~8 s in debug).
 #![allow(dead_code)]
 
+mod cli;
 mod client;
 mod image;
 mod moto;
@@ -33,6 +34,8 @@ mod registry;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[allow(unused_imports)]
+pub use cli::*;
 #[allow(unused_imports)]
 pub use client::{
     blocking, get_blob, get_manifest, head_blob, head_manifest, http_client, push_blob, push_image,

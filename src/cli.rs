@@ -189,6 +189,12 @@ pub struct NetArgs {
     /// Requests in flight per registry.
     #[arg(long, default_value_t = 16, env = "ECR_MIRROR_SYNC_MAX_REQUESTS", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_requests: u32,
+    /// Seconds to wait for a TCP/TLS connection.
+    #[arg(long, default_value_t = 30, env = "ECR_MIRROR_SYNC_CONNECT_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
+    /// Seconds a response may stay silent (no bytes) before the request fails and is retried.
+    #[arg(long, default_value_t = 120, env = "ECR_MIRROR_SYNC_READ_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout: u64,
 }
 
 /// The signature trust policy.

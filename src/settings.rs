@@ -67,6 +67,8 @@ pub fn registry_config(registry: &str, net: &NetArgs, tls_verify: bool) -> Regis
     let mut c = RegistryConfig::new(registry);
     c.tls_verify = tls_verify;
     c.max_in_flight = net.max_requests as usize;
+    c.connect_timeout = std::time::Duration::from_secs(net.connect_timeout);
+    c.read_timeout = std::time::Duration::from_secs(net.read_timeout);
     c.retry = RetryPolicy {
         times: net.retry_times,
         ..RetryPolicy::default()

@@ -63,6 +63,12 @@ pub enum Command {
     List(Box<ListArgs>),
     /// Compare every platform's digest upstream and in ECR; exit 1 on any mismatch.
     Verify(Box<VerifyArgs>),
+    /// Push a `docker save` tarball, an oci-archive or an OCI layout directory to a registry
+    /// (no Docker daemon; layers stream out of the file; the tag goes last).
+    Push(Box<PushArgs>),
+    /// Turn an image list (images.yaml or a one-reference-per-line list) into tagged ECR
+    /// repositories: create what is missing, merge the upstream tags (idempotent).
+    Import(Box<ImportArgs>),
 }
 
 /// Source registry access (the same flags as skopeo's `--src-*`).
@@ -243,6 +249,13 @@ pub struct CopyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub net: NetArgs,
+    /// Create the destination ECR repository when it does not exist (with the
+    /// --scan-on-push, --image-tag-mutability, --encryption, --lifecycle-policy settings).
+    #[arg(long, env = "ECR_MIRROR_SYNC_CREATE_MISSING")]
+    pub create_missing: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub repo_settings: RepoSettingsArgs,
 }
 
 /// Which ECR repositories are marked, and how.
@@ -307,6 +320,13 @@ pub struct SyncArgs {
     /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
     #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dest_tls_verify: bool,
+    /// Accepted for symmetry with `copy`: discovered repositories always exist, so there is
+    /// nothing to create (repositories come from `import` or `aws ecr create-repository`).
+    #[arg(long, env = "ECR_MIRROR_SYNC_CREATE_MISSING")]
+    pub create_missing: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub repo_settings: RepoSettingsArgs,
 }
 
 /// `list`.
@@ -362,6 +382,135 @@ pub struct VerifyArgs {
     /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
     #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dest_tls_verify: bool,
+}
+
+/// Tag mutability of a repository this tool creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TagMutability {
+    /// Tags can be moved (ECR's default).
+    #[default]
+    #[value(name = "MUTABLE")]
+    Mutable,
+    /// Tags cannot be moved once pushed.
+    #[value(name = "IMMUTABLE")]
+    Immutable,
+}
+
+/// Server-side encryption of a repository this tool creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionKind {
+    /// Amazon S3-managed keys.
+    #[value(name = "AES256")]
+    Aes256,
+    /// AWS KMS (--kms-key, or the AWS-managed aws/ecr key).
+    #[value(name = "KMS")]
+    Kms,
+}
+
+/// Settings for ECR repositories this tool creates (`import`, `--create-missing`). They apply
+/// at creation only; existing repositories are not changed.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RepoSettingsArgs {
+    /// Scan images on push (basic scanning).
+    #[arg(long, env = "ECR_MIRROR_SYNC_SCAN_ON_PUSH")]
+    pub scan_on_push: bool,
+    /// Tag mutability: MUTABLE or IMMUTABLE.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = TagMutability::Mutable, env = "ECR_MIRROR_SYNC_IMAGE_TAG_MUTABILITY")]
+    pub image_tag_mutability: TagMutability,
+    /// Encryption: AES256 or KMS (default: ECR's default, AES256). Fixed at creation.
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        env = "ECR_MIRROR_SYNC_ENCRYPTION"
+    )]
+    pub encryption: Option<EncryptionKind>,
+    /// The KMS key (ARN or id) for --encryption KMS (default: the AWS-managed aws/ecr key).
+    #[arg(long, value_name = "ARN", env = "ECR_MIRROR_SYNC_KMS_KEY")]
+    pub kms_key: Option<String>,
+    /// A lifecycle policy (JSON file) to put on the repository.
+    #[arg(long, value_name = "FILE", env = "ECR_MIRROR_SYNC_LIFECYCLE_POLICY")]
+    pub lifecycle_policy: Option<PathBuf>,
+}
+
+/// The format of an `import` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// `images: [{source, dest, chart}]`.
+    Yaml,
+    /// One reference per line; `#` comments and blank lines allowed.
+    List,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The image list: images.yaml or a source-images.list.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file's format (default: detected from the content).
+    #[arg(long, value_enum, env = "ECR_MIRROR_SYNC_FORMAT")]
+    pub format: Option<ImportFormat>,
+    /// Name repositories PREFIX/REGISTRY/PATH (e.g. mirror/docker.io/library/nginx), as
+    /// `skopeo sync --scoped` does; `dest` in the file is ignored.
+    #[arg(long, env = "ECR_MIRROR_SYNC_SCOPED")]
+    pub scoped: bool,
+    /// The repository prefix for entries without `dest` ('' for none).
+    #[arg(long, default_value = "mirror", env = "ECR_MIRROR_SYNC_PREFIX")]
+    pub prefix: String,
+    /// The resource-tag key written with the upstream image.
+    #[arg(
+        long,
+        default_value = "upstream-image",
+        env = "ECR_MIRROR_SYNC_IMAGE_KEY"
+    )]
+    pub image_key: String,
+    /// The resource-tag key written with the `/`-separated upstream tags.
+    #[arg(long, default_value = "upstream-tags", env = "ECR_MIRROR_SYNC_TAG_KEY")]
+    pub tag_key: String,
+    /// Overwrite an existing, different upstream-image tag (tags are still merged).
+    #[arg(long, env = "ECR_MIRROR_SYNC_FORCE")]
+    pub force: bool,
+    /// Print the changes; create and tag nothing.
+    #[arg(long, env = "ECR_MIRROR_SYNC_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settings: RepoSettingsArgs,
+}
+
+/// `push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image file: a `docker save` tarball (docker-archive), an oci-archive tarball, or
+    /// an OCI image layout directory. A .tar.gz must be decompressed first.
+    #[arg(long, value_name = "FILE", env = "ECR_MIRROR_SYNC_ARCHIVE")]
+    pub archive: PathBuf,
+    /// Destination: REGISTRY/REPO[:TAG]. Without a tag (and without --tag) the tag recorded
+    /// in the archive is used.
+    #[arg(long, value_name = "REGISTRY/REPO[:TAG]", env = "ECR_MIRROR_SYNC_DEST")]
+    pub dest: String,
+    /// Another tag to write (repeatable), e.g. a version and `latest`. All tags point at the
+    /// same manifest.
+    #[arg(
+        long = "tag",
+        value_name = "TAG",
+        env = "ECR_MIRROR_SYNC_TAG",
+        value_delimiter = ','
+    )]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub dest_access: DestAccess,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub net: NetArgs,
 }
 
 #[cfg(test)]

@@ -109,3 +109,135 @@ impl Sources {
         self.clients.lock().await.values().cloned().collect()
     }
 }
+
+/// What [`ensure_repository`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// The repository was already there; nothing was changed.
+    Existed,
+    /// It was created with the settings.
+    Created,
+}
+
+/// `--create-missing`: makes sure the ECR repository `name` exists, creating it with
+/// `settings` (and no resource tags: a repository made for a copy is not marked for
+/// mirroring) when `DescribeRepositories` does not find it. A concurrent creation counts as
+/// existing.
+pub async fn ensure_repository<A: crate::ecr::EcrApi>(
+    api: &A,
+    name: &str,
+    settings: &crate::ecr::RepoSettings,
+) -> Result<Ensured, crate::ecr::EcrError> {
+    if api.repository(name).await?.is_some() {
+        return Ok(Ensured::Existed);
+    }
+    match api.create_repository(name, settings, &[]).await {
+        Ok(_) => Ok(Ensured::Created),
+        Err(crate::ecr::EcrError::AlreadyExists { .. }) => Ok(Ensured::Existed),
+        Err(e) => Err(e),
+    }
+}
+
+/// The message of a failed copy into an ECR repository that does not exist.
+pub fn missing_repository_message(repository: &str) -> String {
+    format!("repository {repository:?} does not exist in ECR; create it or pass --create-missing")
+}
+
+/// Explains a failed copy into ECR: when the destination registry (`registry`) answered 404
+/// (ECR says `NAME_UNKNOWN` for a repository that does not exist) and `DescribeRepositories`
+/// confirms the repository is missing, the error's message says so and names
+/// `--create-missing`. Any other error, or a failed check, leaves the error as it was.
+pub async fn explain_missing_repository<A: crate::ecr::EcrApi>(
+    api: &A,
+    registry: &str,
+    repository: &str,
+    err: RegistryError,
+) -> RegistryError {
+    match err {
+        RegistryError::Status {
+            registry: r,
+            method,
+            what,
+            status: 404,
+            code,
+            message: _,
+            retry_after,
+        } if r == registry && matches!(api.repository(repository).await, Ok(None)) => {
+            RegistryError::Status {
+                registry: r,
+                method,
+                what,
+                status: 404,
+                code,
+                message: missing_repository_message(repository),
+                retry_after,
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecr::memory::MemoryEcr;
+    use crate::ecr::RepoSettings;
+
+    fn status(registry: &str, code: u16) -> RegistryError {
+        RegistryError::Status {
+            registry: registry.into(),
+            method: "POST".into(),
+            what: "blob upload".into(),
+            status: code,
+            code: Some("NAME_UNKNOWN".into()),
+            message: "repository name not known to registry".into(),
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn ensure_creates_once_with_the_settings() {
+        let ecr = MemoryEcr::new();
+        let s = RepoSettings {
+            scan_on_push: true,
+            immutable: true,
+            ..RepoSettings::default()
+        };
+        assert_eq!(
+            ensure_repository(&ecr, "mirror/app", &s).await.unwrap(),
+            Ensured::Created
+        );
+        assert_eq!(
+            ensure_repository(&ecr, "mirror/app", &s).await.unwrap(),
+            Ensured::Existed
+        );
+        assert_eq!(ecr.calls("CreateRepository"), 1);
+        assert_eq!(ecr.settings_of("mirror/app").unwrap(), s);
+        assert_eq!(ecr.tags_of("mirror/app").unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_repository_is_explained() {
+        let ecr = MemoryEcr::new();
+        ecr.add("mirror/there", &[]);
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let e = explain_missing_repository(&ecr, host, "mirror/gone", status(host, 404)).await;
+        let msg = e.to_string();
+        assert!(
+            msg.contains(
+                "\"mirror/gone\" does not exist in ECR; create it or pass --create-missing"
+            ) && msg.contains("NAME_UNKNOWN"),
+            "{msg}"
+        );
+        // Unchanged: the repository exists, another status, or another registry's 404.
+        for (repo, err) in [
+            ("mirror/there", status(host, 404)),
+            ("mirror/gone", status(host, 500)),
+            ("mirror/gone", status("ghcr.io", 404)),
+        ] {
+            let before = err.to_string();
+            let after = explain_missing_repository(&ecr, host, repo, err).await;
+            assert_eq!(after.to_string(), before);
+        }
+    }
+}

@@ -12,11 +12,13 @@
 // they sit on the failure path, where their size costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
+pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod connect;
 pub mod ecr;
 pub mod error;
+pub mod import;
 #[cfg(feature = "k8s")]
 pub mod k8s;
 pub mod plan;

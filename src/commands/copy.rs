@@ -18,14 +18,14 @@ use crate::spec::{PlatformFilter, TaggedRef};
 use super::Context;
 
 /// An indicatif bar for bytes, with blob counts in its message.
-struct Bar {
-    bar: indicatif::ProgressBar,
+pub(crate) struct Bar {
+    pub(crate) bar: indicatif::ProgressBar,
     done: AtomicU64,
     total: AtomicU64,
 }
 
 impl Bar {
-    fn new() -> Bar {
+    pub(crate) fn new() -> Bar {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -92,6 +92,27 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
     let dst_tag = dest.tag.clone().expect("set above");
     let filter = settings::platform_filter(&a.platforms)?.unwrap_or(PlatformFilter::All);
     let policy = crate::trust::load(&a.policy.policy, a.policy.insecure_policy)?;
+    // --create-missing: checked (settings, lifecycle policy file) before any request.
+    let ecr_host = crate::ecr::parse_ecr_host(&dest.image.registry);
+    let create_settings = if a.create_missing {
+        if ecr_host.is_none() {
+            return Err(Error::Usage(format!(
+                "--create-missing creates ECR repositories, but --dest {:?} is not an ECR registry (<account>.dkr.ecr.<region>.amazonaws.com/REPO)",
+                a.dest
+            )));
+        }
+        Some(super::import::repo_settings(&a.repo_settings)?)
+    } else {
+        None
+    };
+    let ecr_api = || {
+        let region = a
+            .aws
+            .region
+            .clone()
+            .or_else(|| ecr_host.as_ref().map(|h| h.region.clone()));
+        crate::ecr::sdk::SdkEcr::from_env(region)
+    };
 
     let src_reg = Arc::new(Registry::new(settings::src_registry(
         &src.image.registry,
@@ -152,6 +173,17 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
         )));
     }
 
+    if let Some(settings) = &create_settings {
+        // After the trust check, so a refused image leaves no empty repository behind.
+        let api = ecr_api().await;
+        let repo = &dest.image.repository;
+        if crate::connect::ensure_repository(&api, repo, settings).await?
+            == crate::connect::Ensured::Created
+        {
+            tracing::info!(repository = %repo, "created the ECR repository (--create-missing)");
+        }
+    }
+
     let show_bar = ctx.output == OutputFormat::Text && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| Arc::new(Bar::new()));
     let progress: Arc<dyn Progress> = match &bar {
@@ -177,7 +209,22 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
     if let Some(b) = &bar {
         b.bar.finish_and_clear();
     }
-    let report = result?;
+    let report = match result {
+        Ok(r) => r,
+        // Into ECR without --create-missing: say so when the repository is missing.
+        Err(e) if ecr_host.is_some() && create_settings.is_none() && e.is_not_found() => {
+            let api = ecr_api().await;
+            return Err(crate::connect::explain_missing_repository(
+                &api,
+                &dest.image.registry,
+                &dest.image.repository,
+                e,
+            )
+            .await
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     print_report(ctx, &what, &report);
     Ok(0)
 }

@@ -1,6 +1,8 @@
 //! The subcommands: each resolves its settings, calls the library, and renders the result.
 
 pub mod copy;
+pub mod import;
+pub mod push;
 pub mod sync;
 
 use crate::cli::{AwsArgs, Cli, Command, DestAccess, NetArgs, OutputFormat};
@@ -29,6 +31,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Sync(a) => sync::run_sync(&ctx, a, &cancel).await,
         Command::List(a) => sync::run_list(&ctx, a).await,
         Command::Verify(a) => sync::run_verify(&ctx, a).await,
+        Command::Push(a) => push::run(&ctx, a, &cancel).await,
+        Command::Import(a) => import::run(&ctx, a).await,
     };
     match result {
         Ok(code) => code,

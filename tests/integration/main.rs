@@ -8,5 +8,8 @@ mod support;
 mod copy;
 mod ecr;
 mod harness;
+mod import;
 mod policy;
+mod push;
+mod reliability;
 mod sync;

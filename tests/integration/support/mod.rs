@@ -26,6 +26,7 @@
 
 mod cli;
 mod client;
+mod hostile;
 mod image;
 mod moto;
 mod proxy;
@@ -41,6 +42,8 @@ pub use client::{
     blocking, get_blob, get_manifest, head_blob, head_manifest, http_client, push_blob, push_image,
     push_index, push_manifest, MANIFEST_ACCEPT,
 };
+#[allow(unused_imports)]
+pub use hostile::*;
 #[allow(unused_imports)]
 pub use image::{
     image_with_layers, index_of, parse_platform, random_blob, random_bytes, random_image,

@@ -287,12 +287,29 @@ pub struct DiscoverArgs {
     pub shard: Option<String>,
 }
 
-/// `sync`.
-#[derive(Debug, Args)]
-pub struct SyncArgs {
+/// What `sync`, `list` and `verify` share: which ECR repositories, and how to reach both sides.
+#[derive(Debug, Clone, Args)]
+pub struct EstateArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub discover: DiscoverArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub src_access: SrcAccess,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub net: NetArgs,
+    /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
+    #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub dest_tls_verify: bool,
+}
+
+/// `sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
     /// Show the plan (with both digests) and write nothing.
     #[arg(long, env = "ECR_MIRROR_SYNC_DRY_RUN")]
     pub dry_run: bool,
@@ -310,16 +327,7 @@ pub struct SyncArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub src_access: SrcAccess,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub aws: AwsArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub net: NetArgs,
-    /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
-    #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub dest_tls_verify: bool,
+    pub estate: EstateArgs,
     /// Accepted for symmetry with `copy`: discovered repositories always exist, so there is
     /// nothing to create (repositories come from `import` or `aws ecr create-repository`).
     #[arg(long, env = "ECR_MIRROR_SYNC_CREATE_MISSING")]
@@ -332,9 +340,6 @@ pub struct SyncArgs {
 /// `list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub discover: DiscoverArgs,
     /// Draw a table.
     #[arg(long)]
     pub render_table: bool,
@@ -343,24 +348,12 @@ pub struct ListArgs {
     pub check: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub src_access: SrcAccess,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub aws: AwsArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub net: NetArgs,
-    /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
-    #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub dest_tls_verify: bool,
+    pub estate: EstateArgs,
 }
 
 /// `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub discover: DiscoverArgs,
     /// Only this ECR repository.
     #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
@@ -372,16 +365,7 @@ pub struct VerifyArgs {
     pub report_dir: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub src_access: SrcAccess,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub aws: AwsArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub net: NetArgs,
-    /// Plain HTTP / unverified TLS for the ECR data plane (only for local test registries).
-    #[arg(long, env = "ECR_MIRROR_SYNC_DEST_TLS_VERIFY", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub dest_tls_verify: bool,
+    pub estate: EstateArgs,
 }
 
 /// Tag mutability of a repository this tool creates.
@@ -556,7 +540,7 @@ mod tests {
         match c.command {
             Command::Sync(s) => {
                 assert_eq!(s.parallel, 7);
-                assert!(!s.dest_tls_verify);
+                assert!(!s.estate.dest_tls_verify);
             }
             _ => panic!(),
         }

@@ -172,9 +172,15 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     let started = Instant::now();
     let default_platforms = settings::platform_filter(&a.platforms)?.unwrap_or_default();
     let policy = crate::trust::load(&a.policy.policy, a.policy.insecure_policy)?;
-    let estate = load_estate(&a.discover, &a.aws, &default_platforms).await?;
-    let sources = Sources::new(a.src_access.clone(), a.net.clone());
-    let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
+    let estate = load_estate(&a.estate.discover, &a.estate.aws, &default_platforms).await?;
+    let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
+    let dest = ecr_destination(
+        &estate,
+        &a.estate.aws,
+        a.estate.dest_tls_verify,
+        &a.estate.net,
+    )
+    .await?;
     let actions = plan_estate(&estate, &sources, dest.as_deref(), &policy).await;
 
     if a.dry_run {
@@ -319,7 +325,7 @@ pub fn write_report_files(dir: &std::path::Path, rows: &[crate::report_files::Ro
 
 /// Runs `list`.
 pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
-    let estate = load_estate(&a.discover, &a.aws, &PlatformFilter::All).await?;
+    let estate = load_estate(&a.estate.discover, &a.estate.aws, &PlatformFilter::All).await?;
     let failed = !estate.repo_errors.is_empty();
     if !a.check {
         match ctx.output {
@@ -362,8 +368,14 @@ pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
         }
         return Ok(u8::from(failed));
     }
-    let sources = Sources::new(a.src_access.clone(), a.net.clone());
-    let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
+    let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
+    let dest = ecr_destination(
+        &estate,
+        &a.estate.aws,
+        a.estate.dest_tls_verify,
+        &a.estate.net,
+    )
+    .await?;
     // `list --check` reports status; it does not judge signatures.
     let actions = plan_estate(
         &estate,
@@ -416,7 +428,7 @@ pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
 /// Runs `verify`.
 pub async fn run_verify(ctx: &Context, a: &VerifyArgs) -> Result<u8> {
     let started = Instant::now();
-    let mut estate = load_estate(&a.discover, &a.aws, &PlatformFilter::All).await?;
+    let mut estate = load_estate(&a.estate.discover, &a.estate.aws, &PlatformFilter::All).await?;
     if let Some(only) = &a.repository {
         estate.items.retain(|i| &i.repository == only);
         estate.repo_errors.retain(|(r, _)| r == only);
@@ -426,8 +438,14 @@ pub async fn run_verify(ctx: &Context, a: &VerifyArgs) -> Result<u8> {
             )));
         }
     }
-    let sources = Sources::new(a.src_access.clone(), a.net.clone());
-    let dest = ecr_destination(&estate, &a.aws, a.dest_tls_verify, &a.net).await?;
+    let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
+    let dest = ecr_destination(
+        &estate,
+        &a.estate.aws,
+        a.estate.dest_tls_verify,
+        &a.estate.net,
+    )
+    .await?;
     let mut checks = Vec::new();
     if let Some(d) = &dest {
         use futures::StreamExt;

@@ -54,5 +54,19 @@ image: ## container image (needs a Docker engine)
 helm-lint: helm-deps
 	$(HELM) lint --strict charts/ecr-mirror-sync
 
+# cargo-fuzz passes nightly-only rustc flags (-Zsanitizer=address, sancov); RUSTC_BOOTSTRAP=1
+# lets the one installed (stable) toolchain accept them. New inputs go to a working corpus in
+# the ignored tests/fuzz/target; tests/fuzz/corpus/<target> (kept in git) is only read.
+fuzz-smoke: ## each cargo-fuzz target for 60 s (not part of `make test`); see docs/reliability.md
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@failed=""; for t in policy_parse resource_tags reference_parse manifest_parse; do \
+	  mkdir -p tests/fuzz/target/work-corpus/$$t; \
+	  echo "== fuzzing $$t for 60 s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz $$t \
+	    tests/fuzz/target/work-corpus/$$t tests/fuzz/corpus/$$t -- -max_total_time=60 \
+	    || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz-smoke: crashes in:$$failed (inputs in tests/fuzz/artifacts/)"; exit 1; fi
+
 clean:
 	$(CARGO) clean

@@ -320,6 +320,16 @@ fn parse_spec(
         key: keys.image.clone(),
         source,
     })?;
+    // The normalised form (`docker.io/library/...`) is what `import` writes back; it must fit
+    // an AWS tag value too, or the spec could not round-trip (found by fuzzing).
+    let normalised = upstream.to_string().chars().count();
+    if normalised > MAX_TAG_VALUE_CHARS {
+        return Err(TagError::TooLong {
+            repository: repo(),
+            key: keys.image.clone(),
+            chars: normalised,
+        });
+    }
 
     if list.trim().is_empty() {
         return Err(TagError::EmptyValue {

@@ -584,6 +584,24 @@ impl Registry {
         ok: &[StatusCode],
         build: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
     ) -> Result<reqwest::Response, RegistryError> {
+        self.send_with(method, url_or_path, scopes, what, ok, true, build)
+            .await
+    }
+
+    /// [`Self::send`], for a request whose body may not be replayable (a streamed upload):
+    /// then a 401 does not resend; it drops the cached credentials and fails with a retryable
+    /// error, so the caller restarts the whole transfer with fresh credentials.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        method: Method,
+        url_or_path: &str,
+        scopes: &[String],
+        what: &str,
+        ok: &[StatusCode],
+        replayable: bool,
+        build: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
+    ) -> Result<reqwest::Response, RegistryError> {
         let (base, _) = self.base().await?;
         let url = if url_or_path.starts_with("http://") || url_or_path.starts_with("https://") {
             url_or_path.to_string()
@@ -610,6 +628,14 @@ impl Registry {
             if r.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
                 tracing::debug!(registry = %self.cfg.registry, what, "401; re-authenticating once");
                 self.forget_auth(scopes).await;
+                if !replayable {
+                    return Err(RegistryError::Transport {
+                        registry: self.cfg.registry.clone(),
+                        what: what.to_string(),
+                        kind: "reauth",
+                        detail: "the credentials expired during a streamed upload; the transfer is restarted".into(),
+                    });
+                }
                 continue;
             }
             return Err(self.status_error(r, method.as_str(), what).await);
@@ -966,21 +992,20 @@ impl Registry {
         let scopes = Self::scope_key(repo, Access::Push, None);
         let body = std::sync::Mutex::new(Some(body));
         let r = self
-            .send(
+            .send_with(
                 Method::PATCH,
                 location,
                 &scopes,
                 &what,
                 &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                false,
                 &|rb| {
-                    let b = body.lock().expect("not poisoned").take();
                     let rb = rb
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(reqwest::header::CONTENT_LENGTH, size.to_string());
-                    match b {
+                    match body.lock().expect("not poisoned").take() {
                         Some(s) => rb.body(reqwest::Body::wrap_stream(s)),
-                        // A second attempt after 401: the stream is gone; send nothing so the
-                        // registry rejects the size, and the caller retries the transfer.
+                        // Not reached: `send_with(.., false, ..)` never builds twice.
                         None => rb.body(Vec::<u8>::new()),
                     }
                 },

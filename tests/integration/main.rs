@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bearer;
 mod copy;
 mod ecr;
 mod harness;

@@ -21,7 +21,6 @@ use crate::support::{
 const PLAIN: [&str; 2] = ["--src-tls-verify=false", "--dest-tls-verify=false"];
 const MT_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIG_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-const REGION: &str = "us-east-1";
 
 // ---------------------------------------------------------------------------------------------
 // Keys and signatures
@@ -650,28 +649,7 @@ async fn copy_other_registry_scope_falls_back_to_default() {
 
 /// One ECR API call to moto (JSON 1.1, unsigned).
 async fn ecr_api(moto: &Moto, op: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/", moto.url))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            format!("AmazonEC2ContainerRegistry_V20150921.{op}"),
-        )
-        .header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/ecr/aws4_request, \
-                 SignedHeaders=host, Signature=00"
-            ),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("moto {op}: {e}"));
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    assert!(status.is_success(), "moto {op} {body}: {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    moto.ecr_api(op, body).await
 }
 
 /// The (type, data) of every JSON line on stdout.

@@ -77,28 +77,7 @@ fn env_for(moto: &Moto, endpoint: &str) -> Vec<(String, String)> {
 
 /// One ECR API call to moto (JSON 1.1, unsigned: moto routes on the credential scope).
 async fn ecr_api(moto: &Moto, op: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/", moto.url))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            format!("AmazonEC2ContainerRegistry_V20150921.{op}"),
-        )
-        .header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/ecr/aws4_request, \
-                 SignedHeaders=host, Signature=00"
-            ),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("moto {op}: {e}"));
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    assert!(status.is_success(), "moto {op} {body}: {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    moto.ecr_api(op, body).await
 }
 
 async fn create_repo(moto: &Moto, name: &str, tags: &[(&str, &str)]) {

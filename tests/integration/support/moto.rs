@@ -40,6 +40,31 @@ pub fn moto_server_bin() -> PathBuf {
 }
 
 impl Moto {
+    /// One ECR API call (JSON 1.1). moto does not check signatures; it routes on the
+    /// credential scope of the `Authorization` header, so an unsigned header is enough.
+    pub async fn ecr_api(&self, op: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/", self.url))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header(
+                "x-amz-target",
+                format!("AmazonEC2ContainerRegistry_V20150921.{op}"),
+            )
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/ecr/aws4_request, \
+                 SignedHeaders=host, Signature=00",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto {op}: {e}"));
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "moto {op} {body}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
     /// Starts a fresh moto (clean state), ready to answer.
     pub fn start() -> Moto {
         let bin = moto_server_bin();

@@ -1487,3 +1487,203 @@ async fn aws_endpoint_url_is_honoured_and_an_unreachable_one_fails_clearly() {
     assert_text(errors[0], "message", &["DescribeRepositories"], &bad.ctx());
     assert!(s.up.requests().is_empty() && s.ecr.requests().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// verify and report files (issue 6)
+// ---------------------------------------------------------------------------------------------
+
+/// Reads the one `images_*.<ext>` file in `dir`.
+fn report_file(dir: &std::path::Path, ext: &str) -> std::path::PathBuf {
+    let found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == ext)
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("images_")
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one images_*.{ext} in {}: {found:?}",
+        dir.display()
+    );
+    found[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child() {
+    let s = Services::start();
+    let full = two_platforms(901);
+    let filtered = two_platforms(911);
+    s.push_up_index("up/full", "v1", &full).await;
+    s.push_up_index("up/filtered", "v1", &filtered).await;
+    s.create_repo(
+        "mirror/full",
+        &[
+            ("upstream-image", &s.upstream("up/full")),
+            ("upstream-tags", "v1"),
+        ],
+    )
+    .await;
+    s.create_repo(
+        "mirror/filtered",
+        &[
+            ("upstream-image", &s.upstream("up/filtered")),
+            ("upstream-tags", "v1"),
+            ("upstream-platforms", "linux/arm64"),
+        ],
+    )
+    .await;
+    let reports = tempfile::tempdir().unwrap();
+    let dir = reports.path().join("sync");
+    let run = s
+        .run(&as_strs(&sync_json(&[
+            "--report-dir",
+            dir.to_str().unwrap(),
+        ])))
+        .await;
+    run.assert_code(0);
+
+    // The sync report files, parsed back: one row per tag, in three formats that agree.
+    let csv_text = std::fs::read_to_string(report_file(&dir, "csv")).unwrap();
+    let mut lines = csv_text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "source",
+            "destination",
+            "source_digest",
+            "dest_digest",
+            "platform_digests",
+            "action",
+            "outcome",
+            "reason",
+            "bytes",
+            "duration_secs"
+        ]
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv_text}");
+    let full_row = rows
+        .iter()
+        .find(|r| r[1] == "mirror/full:v1")
+        .expect("full row");
+    assert_eq!(full_row[2], full.digest);
+    assert_eq!(full_row[3], full.digest, "--all keeps the index digest");
+    assert_eq!(
+        (full_row[5].as_str(), full_row[6].as_str()),
+        ("copy", "copied")
+    );
+    assert!(
+        full_row[4].contains(&format!("linux/amd64={}", full.images[0].digest)),
+        "{csv_text}"
+    );
+    assert!(full_row[8].parse::<u64>().unwrap() > 0, "bytes");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(report_file(&dir, "json")).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    let md = std::fs::read_to_string(report_file(&dir, "md")).unwrap();
+    assert_eq!(md.lines().count(), 4, "header, rule and two rows: {md}");
+
+    // verify: everything matches, per platform, for both mirror kinds.
+    let vdir = reports.path().join("verify");
+    let run = s
+        .run(&[
+            "verify",
+            "--output",
+            "json",
+            "--report-dir",
+            vdir.to_str().unwrap(),
+        ])
+        .await;
+    run.assert_code(0);
+    let ctx = run.ctx();
+    let vf = run.one("verify", "mirror/full", Some("v1"));
+    assert_eq!(vf["ok"], true, "{ctx}");
+    let platforms: Vec<&str> = vf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["index", "linux/amd64", "linux/arm64"], "{ctx}");
+    let vfl = run.one("verify", "mirror/filtered", Some("v1"));
+    assert_eq!(vfl["ok"], true, "{ctx}");
+    let rows = vfl["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "index (recorded upstream digest) and arm64 only: {ctx}"
+    );
+    assert_eq!(
+        rows[0]["ecr"],
+        filtered.digest.as_str(),
+        "the recorded upstream digest: {ctx}"
+    );
+    assert_eq!(rows[1]["platform"], "linux/arm64");
+    let vcsv = std::fs::read_to_string(report_file(&vdir, "csv")).unwrap();
+    assert_eq!(
+        vcsv.lines()
+            .filter(|l| l.contains(",verify,match,"))
+            .count(),
+        2,
+        "{vcsv}"
+    );
+
+    // Tamper: the ECR tag now points at an index whose arm64 child is other content.
+    let other_arm = random_image(999, &[2000, 900], "linux/arm64", Format::Oci);
+    let tampered = index_of(
+        vec![
+            random_image(901, &[3000], "linux/amd64", Format::Oci),
+            other_arm,
+        ],
+        Format::Oci,
+    );
+    assert_eq!(
+        tampered.images[0].digest, full.images[0].digest,
+        "amd64 child unchanged"
+    );
+    push_index(
+        &s.ecr.url(),
+        "mirror/full",
+        "v1",
+        &tampered,
+        s.ecr.auth(),
+        None,
+    )
+    .await;
+    let run = s
+        .run(&["verify", "--repository", "mirror/full", "--render-table"])
+        .await;
+    run.assert_code(1);
+    let out = run.stdout();
+    assert!(out.contains("MISMATCH mirror/full:v1"), "{out}");
+    assert!(
+        out.contains("index, linux/arm64"),
+        "the verdict names what differs: {out}"
+    );
+    let arm_row = out
+        .lines()
+        .find(|l| l.contains("linux/arm64"))
+        .expect("arm64 row");
+    assert!(
+        arm_row.contains(&full.images[1].digest) && arm_row.contains("NO"),
+        "{arm_row}"
+    );
+    let amd_row = out
+        .lines()
+        .find(|l| l.contains("linux/amd64"))
+        .expect("amd64 row");
+    assert!(amd_row.contains("yes"), "{amd_row}");
+    assert!(
+        !out.contains("mirror/filtered"),
+        "--repository limits the check: {out}"
+    );
+}

@@ -169,12 +169,21 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(s)
     }
 
+    /// The token cache must call nothing but GetAuthorizationToken; any other call fails the
+    /// test through this error.
+    fn not_for_the_cache(op: &'static str) -> EcrError {
+        EcrError::Other {
+            op,
+            message: "the token cache must only call GetAuthorizationToken".into(),
+        }
+    }
+
     impl EcrApi for FakeApi {
         async fn repositories(&self, _: Option<&str>) -> Result<Vec<Repository>, EcrError> {
-            unimplemented!()
+            Err(not_for_the_cache("DescribeRepositories"))
         }
         async fn tags(&self, _: &str) -> Result<Vec<(String, String)>, EcrError> {
-            unimplemented!()
+            Err(not_for_the_cache("ListTagsForResource"))
         }
         async fn auth_token(&self) -> Result<EcrToken, EcrError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -203,10 +212,10 @@ mod tests {
             _: &RepoSettings,
             _: &[(String, String)],
         ) -> Result<Repository, EcrError> {
-            unimplemented!()
+            Err(not_for_the_cache("CreateRepository"))
         }
         async fn tag_resource(&self, _: &str, _: &[(String, String)]) -> Result<(), EcrError> {
-            unimplemented!()
+            Err(not_for_the_cache("TagResource"))
         }
     }
 

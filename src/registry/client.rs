@@ -220,15 +220,23 @@ pub fn parse_rate_limit(v: &str) -> Option<i64> {
     v.split(';').next()?.trim().parse().ok()
 }
 
-/// Whether the error chain holds a TLS failure: rustls errors reach us as `io::Error` of kind
-/// `InvalidData` (tokio-rustls). A bad certificate does not get better by retrying.
+/// Whether the error chain holds a TLS failure: a `rustls::Error` (directly, or inside an
+/// `io::Error`, as tokio-rustls reports it). A bad certificate does not get better by retrying.
 fn is_tls_failure(e: &reqwest::Error) -> bool {
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
+        if s.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // hyper-util wraps the TLS error in io::Error(Other, io::Error(InvalidData, rustls));
+        // `io::Error::source` skips the wrapped error itself, so unwrap by hand.
+        let mut io = s.downcast_ref::<std::io::Error>();
+        while let Some(e) = io {
+            let inner = e.get_ref();
+            if inner.is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some()) {
                 return true;
             }
+            io = inner.and_then(|i| i.downcast_ref::<std::io::Error>());
         }
         src = s.source();
     }

@@ -16,10 +16,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{
     count, describe, get_blob, get_manifest, head_blob, head_manifest, image_with_layers, index_of,
-    product_command, push_image, push_index, random_image, random_layer, run_async, sha256_digest,
-    skopeo_copy_ok, Fault, FaultProxy, Format, Image, Index, Kind, Moto, Registry, RegistryOptions,
-    Request, Rule, Schedule, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER, MT_DOCKER_LIST,
-    MT_DOCKER_MANIFEST, MT_OCI_INDEX,
+    json_line, product_command, push_image, push_index, random_image, random_layer, run_async,
+    sha256_digest, skopeo_copy_ok, Fault, FaultProxy, Format, Image, Index, Kind, Moto, Registry,
+    RegistryOptions, Request, Rule, Schedule, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER,
+    MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
 };
 
 const SOURCE_DIGEST_ANNOTATION: &str = "io.github.ecr-mirror-sync.source-digest";
@@ -50,24 +50,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
-
-/// The JSON object of `type` printed on stdout (exactly one expected).
-fn json_line(out: &Output, kind: &str) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let found: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == kind)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one {kind:?} JSON line on stdout\n{}",
-        describe(out)
-    );
-    found.into_iter().next().unwrap()
-}
-
 /// Asserts exit 0 and returns `data.report` of the `copy` line.
 fn report_ok(out: &Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "copy failed\n{}", describe(out));

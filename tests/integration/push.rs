@@ -9,9 +9,9 @@ use std::process::Output;
 use serde_json::Value;
 
 use crate::support::{
-    count, describe, get_blob, get_manifest, head_blob, head_manifest, index_of, push_image,
-    push_index, random_image, run_async, sha256_digest, skopeo, skopeo_copy_ok, Format, Image,
-    Index, Kind, Moto, Registry, Request, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER,
+    count, describe, get_blob, get_manifest, head_blob, head_manifest, index_of, json_line,
+    push_image, push_index, random_image, run_async, sha256_digest, skopeo, skopeo_copy_ok, Format,
+    Image, Index, Kind, Moto, Registry, Request, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER,
     MT_DOCKER_MANIFEST, MT_OCI_INDEX,
 };
 
@@ -36,24 +36,6 @@ async fn push(archive: &Path, dest: &str, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     run_async(&args, &[]).await
 }
-
-/// The one JSON line of `kind` on stdout.
-fn json_line(out: &Output, kind: &str) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let found: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == kind)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one {kind:?} line\n{}",
-        describe(out)
-    );
-    found.into_iter().next().unwrap()
-}
-
 /// Asserts exit 0 and returns the `push` line's data.
 fn report_ok(out: &Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "push failed\n{}", describe(out));

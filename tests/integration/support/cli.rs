@@ -74,3 +74,20 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The one JSON Lines record of `kind` on stdout (exactly one expected).
+pub fn json_line(out: &Output, kind: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == kind)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind:?} JSON line on stdout\n{}",
+        describe(out)
+    );
+    found.into_iter().next().unwrap()
+}

@@ -15,7 +15,8 @@ come from the registries' access logs (one Apache combined line per request on s
 byte offset around each run.
 
 Writes bench/out/w1.json, w2.json, w4.json, w5.json, env.json.
-Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000), WORKLOADS (default "w2 w1 w5 w4"),
+Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000), WORKLOADS (default "w2 w1 w5 w4";
+     also "w1profile", and "hold": set up the W1 estate and wait, for profiling by hand),
      BENCH_TMP (parent dir of the work dir), KEEP=1 keeps the work dir.
 """
 import atexit, concurrent.futures as cf, datetime, gzip, hashlib, http.client, json, os, platform
@@ -382,7 +383,7 @@ def main():
                ECR_MIRROR_SYNC_DEST_TLS_VERIFY="false", ECR_MIRROR_SYNC_SRC_TLS_VERIFY="false",
                ECR_MIRROR_SYNC_POLICY=os.path.join(ROOT, "docker", "default-policy.json"))
 
-    need_estate = any(w in WORKLOADS for w in ("w1", "w2", "w5", "w1profile"))
+    need_estate = any(w in WORKLOADS for w in ("w1", "w2", "w5", "w1profile", "hold"))
     gen = {}
     if need_estate:
         # ---- upstream estate: REPOS repos × MAX_TAGS tags (W1/W2 use t0..t3)
@@ -508,6 +509,22 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
         ecr.start(fresh=True)
         timed("prime ems", ems_cmd(), env, (), ems_summary)
         primed = 4
+
+    # ---- hold: a workbench for profiling by hand. Primes the estate (ours only), writes
+    # WORK/lab.env (the environment our binary needs, plus the service ports) and waits for
+    # Ctrl-C. `set -a; . /tmp/bench.*/lab.env; $BIN sync` is then a W1 no-op.
+    if "hold" in WORKLOADS:
+        ecr.start(fresh=True)
+        timed("prime ems", ems_cmd(), env, (), ems_summary)
+        with open(os.path.join(WORK, "lab.env"), "w") as f:
+            for k in sorted(set(env) - set(base_env)) + ["BIN"]:
+                f.write(f"{k}='{env.get(k, BIN)}'\n")
+            f.write(f"UPSTREAM_PORT={up.port}\nECR_PORT={ecr.port}\nMOTO_PORT={moto_port}\n")
+            f.write(f"SKOPEO_YAML='{skopeo_yaml(4)}'\nWORK='{WORK}'\n")
+            f.write(f"ECR_PID={ecr.proc.pid}\nUPSTREAM_PID={up.proc.pid}\nMOTO_PID={MOTO_PROCS['moto'].pid}\n")
+        log(f"holding; environment in {WORK}/lab.env; Ctrl-C or SIGTERM to stop")
+        while True:
+            time.sleep(3600)
 
     # ---- W1: no-op on the already-mirrored estate
     if "w1" in WORKLOADS:

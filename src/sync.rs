@@ -29,38 +29,43 @@ use crate::spec::PlatformFilter;
 ///
 /// Items that would be copied are also checked against the trust `policy` (which may GET the
 /// upstream manifest and its signatures when the policy requires signatures).
+///
+/// `items` is a stream so that observation can start while discovery is still reading the
+/// other repositories' tags (see `commands::sync`).
 pub async fn observe(
-    items: &[Item],
+    items: impl futures::Stream<Item = Item>,
     sources: &Sources,
     dest: &Registry,
     policy: &Policy,
     concurrency: usize,
 ) -> BTreeMap<(String, String), Observed> {
-    let results = futures::stream::iter(items.iter().map(|item| async move {
-        let key = (item.repository.clone(), item.tag.clone());
-        let mut o = observe_one(item, sources, dest).await;
-        let in_sync = matches!((&o.source, &o.dest), (Ok(Some(s)), Ok(Some(d))) if s == d)
-            || matches!((&o.source, &o.dest_recorded_source), (Ok(Some(s)), Some(r)) if s == r);
-        if let (Ok(Some(_)), false) = (&o.source, in_sync) {
-            let verdict = async {
-                let reg = sources
-                    .get(&item.source.image.registry)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                crate::trust::check(policy, &reg, &item.source, &item.platforms)
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            match verdict.await {
-                Ok(blocked) => o.blocked = blocked,
-                Err(e) => o.source = Err(format!("trust policy check failed: {e}")),
+    let results = items
+        .map(|item| async move {
+            let key = (item.repository.clone(), item.tag.clone());
+            let item = &item;
+            let mut o = observe_one(item, sources, dest).await;
+            let in_sync = matches!((&o.source, &o.dest), (Ok(Some(s)), Ok(Some(d))) if s == d)
+                || matches!((&o.source, &o.dest_recorded_source), (Ok(Some(s)), Some(r)) if s == r);
+            if let (Ok(Some(_)), false) = (&o.source, in_sync) {
+                let verdict = async {
+                    let reg = sources
+                        .get(&item.source.image.registry)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    crate::trust::check(policy, &reg, &item.source, &item.platforms)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match verdict.await {
+                    Ok(blocked) => o.blocked = blocked,
+                    Err(e) => o.source = Err(format!("trust policy check failed: {e}")),
+                }
             }
-        }
-        (key, o)
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .collect::<Vec<_>>()
-    .await;
+            (key, o)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
     results.into_iter().collect()
 }
 
@@ -220,6 +225,8 @@ async fn copy_one(
         progress: Arc::new(NoProgress),
         cancel,
         signatures,
+        // Observed moments ago: the copy need not HEAD the tag again.
+        dst_current: Some(a.dest_digest.as_deref()),
     };
     tokio::select! {
         r = job.run() => r,

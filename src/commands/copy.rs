@@ -201,6 +201,7 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
         progress,
         cancel,
         signatures: !a.policy.remove_signatures,
+        dst_current: None,
     };
     let result = tokio::select! {
         r = job.run() => r,

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{AwsArgs, DiscoverArgs, ListArgs, NetArgs, OutputFormat, SyncArgs, VerifyArgs};
 use crate::connect::{self, Sources};
-use crate::ecr::discover::{discover, Discovery};
+use crate::ecr::discover::{self, Discovered};
 use crate::ecr::sdk::SdkEcr;
 use crate::ecr::tags::TagKeys;
 use crate::error::{Error, Result};
@@ -63,11 +63,41 @@ fn shard_of(d: &DiscoverArgs) -> Result<Option<Shard>> {
     .map_err(Error::Usage)
 }
 
+/// What to observe while the estate is discovered (`sync`, `list --check`).
+struct ObserveWith<'a> {
+    sources: &'a Sources,
+    policy: &'a Policy,
+    tls_verify: bool,
+    net: &'a NetArgs,
+}
+
+/// The ECR destination and what was observed of every item.
+type Observation = (
+    Arc<Registry>,
+    std::collections::BTreeMap<(String, String), plan::Observed>,
+);
+
 async fn load_estate(
     d: &DiscoverArgs,
     aws: &AwsArgs,
     default_platforms: &PlatformFilter,
 ) -> Result<Estate> {
+    Ok(load_estate_observing(d, aws, default_platforms, None)
+        .await?
+        .0)
+}
+
+/// Discovery, and, with `observe`, the observation of every item, pipelined: a repository's
+/// tags are HEADed as soon as its resource tags are read, while discovery goes on with the
+/// others (and the ECR token is fetched meanwhile), so a run costs about the longer of the two
+/// phases instead of their sum.
+async fn load_estate_observing(
+    d: &DiscoverArgs,
+    aws: &AwsArgs,
+    default_platforms: &PlatformFilter,
+    observe: Option<ObserveWith<'_>>,
+) -> Result<(Estate, Option<Observation>)> {
+    use futures::StreamExt;
     let shard = shard_of(d)?;
     if let Some(p) = &d.prefix {
         if p.is_empty() || p.starts_with('/') || p.ends_with('/') {
@@ -82,8 +112,42 @@ async fn load_estate(
         platforms: d.platforms_key.clone(),
     };
     let api = SdkEcr::from_env(aws.region.clone()).await;
-    let Discovery { items: found, .. } =
-        discover(&api, d.prefix.as_deref(), &keys, DISCOVERY_CONCURRENCY).await?;
+    let mut candidates = discover::candidates(&api, d.prefix.as_deref()).await?;
+    // A shard reads only its own repositories' tags.
+    if let Some(s) = &shard {
+        candidates.retain(|r| s.owns(&r.name));
+    }
+    // `<account>.dkr.ecr.<region>.amazonaws.com`: every repository's URI starts with it.
+    let host = candidates
+        .first()
+        .and_then(|r| r.uri.split('/').next())
+        .map(str::to_string);
+    let (tx, mut rx) = futures::channel::mpsc::unbounded::<Item>();
+    let discovering = async {
+        let tx = tx; // dropped when discovery ends, which ends the observation's stream
+        let on_found = |f: &Discovered| {
+            if observe.is_some() {
+                for item in repository_view(f, default_platforms).1 {
+                    let _ = tx.unbounded_send(item);
+                }
+            }
+        };
+        discover::read_specs(&api, candidates, &keys, DISCOVERY_CONCURRENCY, &on_found).await
+    };
+    let observing = async {
+        let Some(o) = &observe else {
+            return Ok(None);
+        };
+        // No token and no registry traffic until the first marked repository shows up.
+        let (Some(first), Some(host)) = (rx.next().await, &host) else {
+            return Ok(None);
+        };
+        let dest = ecr_destination(&api, host, aws, o.tls_verify, o.net).await?;
+        let items = futures::stream::iter([first]).chain(rx);
+        let observed = sync::observe(items, o.sources, &dest, o.policy, OBSERVE_CONCURRENCY).await;
+        Ok::<_, Error>(Some((dest, observed)))
+    };
+    let (discovery, observed) = tokio::join!(discovering, observing);
     let mut estate = Estate {
         api,
         items: vec![],
@@ -91,80 +155,80 @@ async fn load_estate(
         registry_host: None,
         repositories: vec![],
     };
-    for f in found {
-        if let Some(s) = &shard {
-            if !s.owns(&f.repository.name) {
-                continue;
-            }
-        }
+    for f in discovery.items {
         if estate.registry_host.is_none() {
             estate.registry_host = f.repository.uri.split('/').next().map(str::to_string);
         }
-        match f.spec {
-            Ok(spec) => {
-                let platforms = match (&spec.platforms, default_platforms) {
-                    (PlatformFilter::All, d) => d.clone(),
-                    (p, _) => p.clone(),
-                };
-                estate.repositories.push(RepoView {
-                    name: spec.repository.clone(),
-                    upstream: spec.upstream.to_string(),
-                    tags: spec.tags.clone(),
-                    platforms: platforms.to_string(),
-                    error: None,
-                });
-                for tag in &spec.tags {
-                    estate.items.push(Item {
-                        repository: spec.repository.clone(),
-                        tag: tag.clone(),
-                        source: spec.upstream.at_tag(tag),
-                        platforms: platforms.clone(),
-                        immutable: f.repository.tag_mutability_immutable,
-                    });
-                }
-            }
-            Err(e) => {
-                estate.repositories.push(RepoView {
-                    name: f.repository.name.clone(),
-                    upstream: "-".into(),
-                    tags: vec![],
-                    platforms: "-".into(),
-                    error: Some(e.to_string()),
-                });
-                estate
-                    .repo_errors
-                    .push((f.repository.name.clone(), e.to_string()));
-            }
+        let (view, items) = repository_view(&f, default_platforms);
+        if let Some(e) = &view.error {
+            estate
+                .repo_errors
+                .push((f.repository.name.clone(), e.clone()));
+        }
+        estate.repositories.push(view);
+        estate.items.extend(items);
+    }
+    Ok((estate, observed?))
+}
+
+/// One discovered repository as `list` shows it, and its items (none when its tags are bad).
+fn repository_view(f: &Discovered, default_platforms: &PlatformFilter) -> (RepoView, Vec<Item>) {
+    match &f.spec {
+        Ok(spec) => {
+            let platforms = match (&spec.platforms, default_platforms) {
+                (PlatformFilter::All, d) => d.clone(),
+                (p, _) => p.clone(),
+            };
+            let items = spec
+                .tags
+                .iter()
+                .map(|tag| Item {
+                    repository: spec.repository.clone(),
+                    tag: tag.clone(),
+                    source: spec.upstream.at_tag(tag),
+                    platforms: platforms.clone(),
+                    immutable: f.repository.tag_mutability_immutable,
+                })
+                .collect();
+            let view = RepoView {
+                name: spec.repository.clone(),
+                upstream: spec.upstream.to_string(),
+                tags: spec.tags.clone(),
+                platforms: platforms.to_string(),
+                error: None,
+            };
+            (view, items)
+        }
+        Err(e) => {
+            let view = RepoView {
+                name: f.repository.name.clone(),
+                upstream: "-".into(),
+                tags: vec![],
+                platforms: "-".into(),
+                error: Some(e.to_string()),
+            };
+            (view, vec![])
         }
     }
-    Ok(estate)
 }
 
 async fn ecr_destination(
-    estate: &Estate,
+    api: &SdkEcr,
+    host: &str,
     aws: &AwsArgs,
     tls_verify: bool,
     net: &NetArgs,
-) -> Result<Option<Arc<Registry>>> {
-    let Some(host) = &estate.registry_host else {
-        return Ok(None);
-    };
+) -> Result<Arc<Registry>> {
     let endpoint = settings::endpoint(&aws.registry_endpoint)?;
-    let cfg = connect::ecr_registry(estate.api.clone(), host, endpoint, tls_verify, net).await?;
-    Ok(Some(Arc::new(Registry::new(cfg)?)))
+    let cfg = connect::ecr_registry(api.clone(), host, endpoint, tls_verify, net).await?;
+    Ok(Arc::new(Registry::new(cfg)?))
 }
 
-async fn plan_estate(
-    estate: &Estate,
-    sources: &Sources,
-    dest: Option<&Registry>,
-    policy: &Policy,
-) -> Vec<Action> {
-    let observed = match dest {
-        Some(d) => sync::observe(&estate.items, sources, d, policy, OBSERVE_CONCURRENCY).await,
-        None => Default::default(),
-    };
-    plan::plan(&estate.items, &estate.repo_errors, &observed)
+/// The plan of `estate`, with what was observed (nothing: every item an error).
+fn plan_of(estate: &Estate, observation: &Option<Observation>) -> Vec<Action> {
+    let none = Default::default();
+    let observed = observation.as_ref().map_or(&none, |(_, o)| o);
+    plan::plan(&estate.items, &estate.repo_errors, observed)
 }
 
 /// Runs `sync`.
@@ -172,16 +236,22 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     let started = Instant::now();
     let default_platforms = settings::platform_filter(&a.platforms)?.unwrap_or_default();
     let policy = crate::trust::load(&a.policy.policy, a.policy.insecure_policy)?;
-    let estate = load_estate(&a.estate.discover, &a.estate.aws, &default_platforms).await?;
     let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
-    let dest = ecr_destination(
-        &estate,
+    let observe = ObserveWith {
+        sources: &sources,
+        policy: &policy,
+        tls_verify: a.estate.dest_tls_verify,
+        net: &a.estate.net,
+    };
+    let (estate, observation) = load_estate_observing(
+        &a.estate.discover,
         &a.estate.aws,
-        a.estate.dest_tls_verify,
-        &a.estate.net,
+        &default_platforms,
+        Some(observe),
     )
     .await?;
-    let actions = plan_estate(&estate, &sources, dest.as_deref(), &policy).await;
+    let actions = plan_of(&estate, &observation);
+    let dest = observation.map(|(d, _)| d);
 
     if a.dry_run {
         match ctx.output {
@@ -325,7 +395,22 @@ pub fn write_report_files(dir: &std::path::Path, rows: &[crate::report_files::Ro
 
 /// Runs `list`.
 pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
-    let estate = load_estate(&a.estate.discover, &a.estate.aws, &PlatformFilter::All).await?;
+    let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
+    // `list --check` reports status; it does not judge signatures.
+    let accept = Policy::insecure_accept_anything();
+    let observe = a.check.then_some(ObserveWith {
+        sources: &sources,
+        policy: &accept,
+        tls_verify: a.estate.dest_tls_verify,
+        net: &a.estate.net,
+    });
+    let (estate, observation) = load_estate_observing(
+        &a.estate.discover,
+        &a.estate.aws,
+        &PlatformFilter::All,
+        observe,
+    )
+    .await?;
     let failed = !estate.repo_errors.is_empty();
     if !a.check {
         match ctx.output {
@@ -368,22 +453,7 @@ pub async fn run_list(ctx: &Context, a: &ListArgs) -> Result<u8> {
         }
         return Ok(u8::from(failed));
     }
-    let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
-    let dest = ecr_destination(
-        &estate,
-        &a.estate.aws,
-        a.estate.dest_tls_verify,
-        &a.estate.net,
-    )
-    .await?;
-    // `list --check` reports status; it does not judge signatures.
-    let actions = plan_estate(
-        &estate,
-        &sources,
-        dest.as_deref(),
-        &Policy::insecure_accept_anything(),
-    )
-    .await;
+    let actions = plan_of(&estate, &observation);
     let status = |act: &Action| match &act.kind {
         plan::ActionKind::Skip => "in-sync".to_string(),
         plan::ActionKind::CopyMissing => "missing".into(),
@@ -439,13 +509,19 @@ pub async fn run_verify(ctx: &Context, a: &VerifyArgs) -> Result<u8> {
         }
     }
     let sources = Sources::new(a.estate.src_access.clone(), a.estate.net.clone());
-    let dest = ecr_destination(
-        &estate,
-        &a.estate.aws,
-        a.estate.dest_tls_verify,
-        &a.estate.net,
-    )
-    .await?;
+    let dest = match &estate.registry_host {
+        Some(host) => Some(
+            ecr_destination(
+                &estate.api,
+                host,
+                &a.estate.aws,
+                a.estate.dest_tls_verify,
+                &a.estate.net,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let mut checks = Vec::new();
     if let Some(d) = &dest {
         use futures::StreamExt;

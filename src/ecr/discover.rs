@@ -60,50 +60,72 @@ pub async fn discover<A: EcrApi>(
     keys: &TagKeys,
     concurrency: usize,
 ) -> Result<Discovery, EcrError> {
+    let repositories = candidates(api, prefix).await?;
+    Ok(read_specs(api, repositories, keys, concurrency, &|_| {}).await)
+}
+
+/// The repositories discovery looks at (`DescribeRepositories`, every page), sorted by name.
+pub async fn candidates<A: EcrApi>(
+    api: &A,
+    prefix: Option<&str>,
+) -> Result<Vec<Repository>, EcrError> {
     let mut repositories = api.repositories(prefix).await?;
     repositories.sort_by(|a, b| a.name.cmp(&b.name));
-    let scanned = repositories.len();
+    Ok(repositories)
+}
 
-    type TagRead = (Repository, Result<Vec<(String, String)>, EcrError>);
-    let mut read: Vec<TagRead> = stream::iter(repositories)
-        .map(|repo| async move {
-            let tags = api.tags(&repo.arn).await;
-            (repo, tags)
+/// Reads the tags of `repositories` (`ListTagsForResource`, at most `concurrency` in flight)
+/// and parses them with `keys`. `on_found` sees each marked repository as soon as its tags are
+/// parsed, in completion order, so that a caller can start work on it (`sync` observes its
+/// tags) while the other repositories are still being read. The result is sorted by name.
+pub async fn read_specs<A: EcrApi>(
+    api: &A,
+    repositories: Vec<Repository>,
+    keys: &TagKeys,
+    concurrency: usize,
+    on_found: &(dyn Fn(&Discovered) + Sync),
+) -> Discovery {
+    let scanned = repositories.len();
+    type Read = (String, Option<Discovered>, Vec<String>);
+    let mut read: Vec<Read> = stream::iter(repositories)
+        .map(|repository| async move {
+            let name = repository.name.clone();
+            let (found, warnings) = match api.tags(&repository.arn).await {
+                Ok(tags) => {
+                    let parsed = spec_from_tags(&repository.name, &tags, keys);
+                    let found = parsed.spec.map(|spec| Discovered { repository, spec });
+                    (found, parsed.warnings)
+                }
+                Err(source) => {
+                    tracing::warn!(repo = %repository.name, error = %source, "cannot read the repository's tags");
+                    let spec = Err(TagError::Unreadable {
+                        repository: repository.name.clone(),
+                        source,
+                    });
+                    (Some(Discovered { repository, spec }), vec![])
+                }
+            };
+            if let Some(d) = &found {
+                on_found(d);
+            }
+            (name, found, warnings)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    read.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-
+    read.sort_by(|a, b| a.0.cmp(&b.0));
     let mut discovery = Discovery {
         scanned,
         ..Discovery::default()
     };
-    for (repository, tags) in read {
-        let tags = match tags {
-            Ok(t) => t,
-            Err(source) => {
-                tracing::warn!(repo = %repository.name, error = %source, "cannot read the repository's tags");
-                discovery.items.push(Discovered {
-                    spec: Err(TagError::Unreadable {
-                        repository: repository.name.clone(),
-                        source,
-                    }),
-                    repository,
-                });
-                continue;
-            }
-        };
-        let parsed = spec_from_tags(&repository.name, &tags, keys);
-        for w in &parsed.warnings {
-            tracing::warn!(repo = %repository.name, "{w}");
+    for (name, found, warnings) in read {
+        for w in &warnings {
+            tracing::warn!(repo = %name, "{w}");
         }
-        discovery.warnings.extend(parsed.warnings);
-        if let Some(spec) = parsed.spec {
-            discovery.items.push(Discovered { repository, spec });
-        }
+        discovery.warnings.extend(warnings);
+        discovery.items.extend(found);
     }
-    Ok(discovery)
+    discovery
 }
 
 #[cfg(test)]

@@ -28,6 +28,12 @@ use super::auth::{basic_header, parse_challenge, Challenge, Credentials, Secret}
 use super::manifest::{accept_header, classify, sha256_digest, Manifest, MAX_MANIFEST_BYTES};
 use crate::error::RegistryError;
 
+/// Blobs up to this size are uploaded with one `PUT` carrying the body (after the `POST` that
+/// opens the session); larger ones with `PATCH` + an empty `PUT`. Below 1 MiB the saved round
+/// trip is a large share of the blob's cost (configs, small layers); above it, it is noise next
+/// to the transfer, and a separate `PATCH` is what every registry has been tested with.
+pub const MONOLITHIC_MAX: u64 = 1 << 20;
+
 /// Retry settings, shared by every request of a run.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -135,9 +141,17 @@ pub struct Registry {
     base: OnceCell<(String, Challenge)>,
     tokens: Mutex<HashMap<String, (Secret, Instant)>>,
     limit: Arc<Semaphore>,
+    /// Per repository: its tag list, read at most once per run ([`Registry::listed_tags`]).
+    tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
     /// Counters for the run report.
     pub stats: Stats,
 }
+
+/// A repository's tags, as one listing returned them.
+pub type TagSet = Arc<std::collections::HashSet<String>>;
+
+/// The largest tag list [`Registry::listed_tags`] reads (a one-page list of ~20,000 tags).
+const MAX_TAG_LIST_BYTES: usize = 1 << 20;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -311,6 +325,7 @@ impl Registry {
             http,
             base: OnceCell::new(),
             tokens: Mutex::new(HashMap::new()),
+            tag_lists: Default::default(),
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),
@@ -851,6 +866,80 @@ impl Registry {
         Ok(())
     }
 
+    /// The tags of `repo`, listed once per run and shared by every caller (`GET
+    /// /v2/<repo>/tags/list`). `None` when the list is not complete in one response (a `Link`
+    /// to a next page, or more than 1 MiB) or cannot be read at all: then the caller asks
+    /// about each tag it cares about instead. Used to skip the per-digest HEADs of cosign
+    /// `.sig` tags that most upstream images do not have.
+    pub async fn listed_tags(&self, repo: &str) -> Option<TagSet> {
+        let cell = self
+            .tag_lists
+            .lock()
+            .expect("not poisoned")
+            .entry(repo.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            match self.list_tags_once(repo).await {
+                Ok(tags) => tags,
+                Err(e) => {
+                    tracing::debug!(registry = %self.cfg.registry, repo, error = %e,
+                        "cannot list tags; signature tags are looked up one by one");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+    }
+
+    async fn list_tags_once(&self, repo: &str) -> Result<Option<TagSet>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("tag list of {repo}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let path = format!("/v2/{repo}/tags/list");
+        self.retrying(&what, || async {
+            let res = self
+                .send(
+                    Method::GET,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::OK],
+                    &|rb| rb,
+                )
+                .await?;
+            if res.headers().contains_key(reqwest::header::LINK)
+                || res
+                    .content_length()
+                    .is_some_and(|l| l > MAX_TAG_LIST_BYTES as u64)
+            {
+                return Ok(None);
+            }
+            let mut body = Vec::new();
+            let mut stream = res.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, &what, &e))?;
+                if body.len() + chunk.len() > MAX_TAG_LIST_BYTES {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let list: TagList =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                    what: what.clone(),
+                    reason: format!("not a tag list: {e}"),
+                })?;
+            Ok(Some(Arc::new(
+                list.tags.unwrap_or_default().into_iter().collect(),
+            )))
+        })
+        .await
+    }
+
     /// HEADs a blob: whether the repository has it.
     pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
         let what = format!("blob {repo}@{digest}");
@@ -984,10 +1073,15 @@ impl Registry {
         self.location(&r, &what)
     }
 
-    /// Streams `body` into the upload session with one PATCH, then commits it with
-    /// `PUT ?digest=`. The body stream verifies the digest itself and fails before its end
-    /// on a mismatch, so a corrupt blob is never committed. Not retried here: the stream is
-    /// consumed; the caller retries the whole transfer.
+    /// Streams `body` into the upload session and commits it.
+    ///
+    /// Up to [`MONOLITHIC_MAX`] bytes go as one `PUT ?digest=` carrying the body (the spec's
+    /// "monolithic" POST + PUT: two requests per blob instead of three; oras does the same,
+    /// and ECR accepts it). Larger blobs go as one `PATCH` and an empty closing `PUT`, the
+    /// way containers/image and crane stream them. Either way the body stream verifies the
+    /// digest itself and fails before its end on a mismatch, so a corrupt blob is never
+    /// committed (and the registry checks the digest of a PUT body too). Not retried here:
+    /// the stream is consumed; the caller retries the whole transfer.
     pub async fn upload_stream(
         &self,
         repo: &str,
@@ -998,7 +1092,39 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let what = format!("blob {repo}@{digest}");
         let scopes = Self::scope_key(repo, Access::Push, None);
+        let commit_ok = [
+            StatusCode::CREATED,
+            StatusCode::NO_CONTENT,
+            StatusCode::ACCEPTED,
+        ];
         let body = std::sync::Mutex::new(Some(body));
+        let with_body = |rb: reqwest::RequestBuilder| {
+            let rb = rb
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, size.to_string());
+            match body.lock().expect("not poisoned").take() {
+                Some(s) => rb.body(reqwest::Body::wrap_stream(s)),
+                // Not reached: `send_with(.., false, ..)` never builds twice.
+                None => rb.body(Vec::<u8>::new()),
+            }
+        };
+        let commit_url = |loc: &str| {
+            let sep = if loc.contains('?') { '&' } else { '?' };
+            format!("{loc}{sep}digest={digest}")
+        };
+        if size <= MONOLITHIC_MAX {
+            self.send_with(
+                Method::PUT,
+                &commit_url(location),
+                &scopes,
+                &what,
+                &commit_ok,
+                false,
+                &with_body,
+            )
+            .await?;
+            return Ok(());
+        }
         let r = self
             .send_with(
                 Method::PATCH,
@@ -1007,31 +1133,16 @@ impl Registry {
                 &what,
                 &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
                 false,
-                &|rb| {
-                    let rb = rb
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(reqwest::header::CONTENT_LENGTH, size.to_string());
-                    match body.lock().expect("not poisoned").take() {
-                        Some(s) => rb.body(reqwest::Body::wrap_stream(s)),
-                        // Not reached: `send_with(.., false, ..)` never builds twice.
-                        None => rb.body(Vec::<u8>::new()),
-                    }
-                },
+                &with_body,
             )
             .await?;
         let loc = self.location(&r, &what)?;
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let commit = format!("{loc}{sep}digest={digest}");
         self.send(
             Method::PUT,
-            &commit,
+            &commit_url(&loc),
             &scopes,
             &what,
-            &[
-                StatusCode::CREATED,
-                StatusCode::NO_CONTENT,
-                StatusCode::ACCEPTED,
-            ],
+            &commit_ok,
             &|rb| rb.header(reqwest::header::CONTENT_LENGTH, "0"),
         )
         .await?;

@@ -61,11 +61,21 @@ pub enum BlobOutcome {
     Skipped,
 }
 
+/// (repository, digest).
+type RepoBlob = (String, String);
+
 /// Remembers, per destination registry, which repository got each blob during this run, and
 /// makes concurrent copies of the same blob wait for the first one.
+///
+/// Two levels: per digest (the run's single upload; later repositories mount from the
+/// holder) and per (repository, digest) (a blob placed in a repository once is not HEADed or
+/// mounted there again). The second level is what keeps a layer shared by every tag of a
+/// repository at one HEAD and at most one mount per repository, however many of its tags and
+/// platforms are copied at once.
 #[derive(Default)]
 pub struct BlobTracker {
     cells: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    placed: Mutex<HashMap<RepoBlob, Arc<OnceCell<()>>>>,
 }
 
 impl BlobTracker {
@@ -74,6 +84,15 @@ impl BlobTracker {
             .lock()
             .expect("not poisoned")
             .entry(digest.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn placed(&self, repo: &str, digest: &str) -> Arc<OnceCell<()>> {
+        self.placed
+            .lock()
+            .expect("not poisoned")
+            .entry((repo.to_string(), digest.to_string()))
             .or_default()
             .clone()
     }
@@ -173,6 +192,9 @@ pub struct Copy<'a> {
     pub cancel: &'a CancellationToken,
     /// Also copy the cosign `sha256-<hex>.sig` tags of the copied manifests.
     pub signatures: bool,
+    /// What the destination tag held when the caller looked (`Some(None)`: absent), so that
+    /// the copy need not HEAD it again before writing; `None` makes the copy HEAD it.
+    pub dst_current: Option<Option<&'a str>>,
 }
 
 impl Copy<'_> {
@@ -238,12 +260,16 @@ impl Copy<'_> {
                 }
             }
         };
-        let current = self
-            .dst
-            .registry
-            .head_manifest(self.dst_repo, self.dst_tag)
-            .await?;
-        let unchanged = current.as_ref().is_some_and(|h| h.digest == to_put.digest);
+        let current = match self.dst_current {
+            Some(known) => known.map(str::to_string),
+            None => self
+                .dst
+                .registry
+                .head_manifest(self.dst_repo, self.dst_tag)
+                .await?
+                .map(|h| h.digest),
+        };
+        let unchanged = current.as_deref() == Some(to_put.digest.as_str());
         if !unchanged {
             if self.cancel.is_cancelled() {
                 return Err(RegistryError::Cancelled);
@@ -282,6 +308,13 @@ impl Copy<'_> {
     /// that consumers of the mirror can verify with `remapIdentity` or `exactRepository`.
     async fn copy_signature(&self, digest: &str, stats: &CopyStats) -> Result<(), RegistryError> {
         let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+        // One tag listing per source repository and run answers "no signature" for all of
+        // its images without a HEAD each (3 per two-platform index).
+        if let Some(tags) = self.src.listed_tags(self.src_repo).await {
+            if !tags.contains(&tag) {
+                return Ok(());
+            }
+        }
         let Some(src_head) = self.src.head_manifest(self.src_repo, &tag).await? else {
             return Ok(());
         };
@@ -460,7 +493,8 @@ impl BlobSource for RegistryBlobs<'_> {
 
 /// Puts one blob into `dst_repo`: HEAD and skip; else wait for (or do) the run's single
 /// upload of this digest and mount from the repository that got it; else stream it from
-/// `source` with verification. Shared by `copy`/`sync` and `push --archive`.
+/// `source` with verification. A blob already placed in `dst_repo` earlier in this run costs
+/// no request. Shared by `copy`/`sync` and `push --archive`.
 pub async fn push_blob(
     dst: &Destination,
     dst_repo: &str,
@@ -469,35 +503,14 @@ pub async fn push_blob(
     progress: &Arc<dyn Progress>,
     stats: &CopyStats,
 ) -> Result<BlobOutcome, RegistryError> {
-    let reg = &dst.registry;
-    let outcome = if reg.has_blob(dst_repo, &d.digest).await? {
-        dst.tracker.note(&d.digest, dst_repo);
-        BlobOutcome::Skipped
-    } else {
-        let cell = dst.tracker.cell(&d.digest);
-        let mut uploaded_here = false;
-        let holder = cell
-            .get_or_try_init(|| async {
-                transfer(dst, dst_repo, d, None, source, progress, stats).await?;
-                uploaded_here = true;
-                Ok::<_, RegistryError>(dst_repo.to_string())
-            })
-            .await?
-            .clone();
-        if uploaded_here {
-            BlobOutcome::Uploaded
-        } else if holder == dst_repo {
-            BlobOutcome::Skipped
-        } else {
-            match reg.mount_blob(dst_repo, &d.digest, &holder).await? {
-                Mount::Mounted => BlobOutcome::Mounted,
-                Mount::Upload(location) => {
-                    transfer(dst, dst_repo, d, Some(location), source, progress, stats).await?;
-                    BlobOutcome::Uploaded
-                }
-            }
-        }
-    };
+    let placed = dst.tracker.placed(dst_repo, &d.digest);
+    let mut outcome = BlobOutcome::Skipped;
+    placed
+        .get_or_try_init(|| async {
+            outcome = place_blob(dst, dst_repo, d, source, progress, stats).await?;
+            Ok::<_, RegistryError>(())
+        })
+        .await?;
     match outcome {
         BlobOutcome::Uploaded => stats.uploaded.fetch_add(1, Ordering::Relaxed),
         BlobOutcome::Mounted => stats.mounted.fetch_add(1, Ordering::Relaxed),
@@ -505,6 +518,45 @@ pub async fn push_blob(
     };
     progress.blob_done(outcome);
     Ok(outcome)
+}
+
+/// The requests behind [`push_blob`], for the first copy of `d` into `dst_repo` in this run.
+async fn place_blob(
+    dst: &Destination,
+    dst_repo: &str,
+    d: &OciDescriptor,
+    source: &dyn BlobSource,
+    progress: &Arc<dyn Progress>,
+    stats: &CopyStats,
+) -> Result<BlobOutcome, RegistryError> {
+    let reg = &dst.registry;
+    if reg.has_blob(dst_repo, &d.digest).await? {
+        dst.tracker.note(&d.digest, dst_repo);
+        return Ok(BlobOutcome::Skipped);
+    }
+    let cell = dst.tracker.cell(&d.digest);
+    let mut uploaded_here = false;
+    let holder = cell
+        .get_or_try_init(|| async {
+            transfer(dst, dst_repo, d, None, source, progress, stats).await?;
+            uploaded_here = true;
+            Ok::<_, RegistryError>(dst_repo.to_string())
+        })
+        .await?
+        .clone();
+    Ok(if uploaded_here {
+        BlobOutcome::Uploaded
+    } else if holder == dst_repo {
+        BlobOutcome::Skipped
+    } else {
+        match reg.mount_blob(dst_repo, &d.digest, &holder).await? {
+            Mount::Mounted => BlobOutcome::Mounted,
+            Mount::Upload(location) => {
+                transfer(dst, dst_repo, d, Some(location), source, progress, stats).await?;
+                BlobOutcome::Uploaded
+            }
+        }
+    })
 }
 
 /// Streams one blob, retrying the whole transfer (a stream cannot be replayed).

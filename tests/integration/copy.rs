@@ -82,11 +82,12 @@ fn writes(reqs: &[Request]) -> Vec<&Request> {
         .collect()
 }
 
-/// Blob upload commits (`PUT .../blobs/uploads/<id>?digest=...`) naming `digest`.
+/// Blob upload commits (`PUT .../blobs/uploads/<id>?digest=...`) naming `digest` that the
+/// registry accepted (a PUT whose body stream we cut short is refused, not committed).
 fn commits_of(reqs: &[Request], digest: &str) -> usize {
     let hex = digest.trim_start_matches("sha256:");
     reqs.iter()
-        .filter(|r| r.method == "PUT" && r.kind() == Kind::Upload)
+        .filter(|r| r.method == "PUT" && r.kind() == Kind::Upload && r.status == 201)
         .filter(|r| r.query.as_deref().unwrap_or("").contains(hex))
         .count()
 }
@@ -185,12 +186,10 @@ async fn copy_oci_index_all_preserves_digest_bottom_up() {
 
     // Bottom-up, from the destination's own log: every blob commit, then the children by
     // digest, then the tag, last, exactly once.
+    // Every blob is under 1 MiB, so each is one POST + one PUT carrying the body: no PATCH.
     let reqs = dst.requests();
-    assert_eq!(
-        count(&reqs, "PATCH", Kind::Upload),
-        blobs.len(),
-        "{reqs:#?}"
-    );
+    assert_eq!(count(&reqs, "POST", Kind::Upload), blobs.len(), "{reqs:#?}");
+    assert_eq!(count(&reqs, "PATCH", Kind::Upload), 0, "{reqs:#?}");
     for d in &blobs {
         assert_eq!(commits_of(&reqs, d), 1, "blob {d} committed once");
     }
@@ -375,11 +374,11 @@ async fn shared_base_layer_in_one_index_is_uploaded_once() {
     let report = report_ok(&out);
     let reqs = dst.requests();
     assert_eq!(
-        count(&reqs, "PATCH", Kind::Upload),
+        count(&reqs, "POST", Kind::Upload),
         blobs.len(),
-        "one PATCH per unique blob: {reqs:#?}"
+        "one upload per unique blob: {reqs:#?}"
     );
-    assert_eq!(count(&reqs, "POST", Kind::Upload), blobs.len(), "{reqs:#?}");
+    assert_eq!(count(&reqs, "PUT", Kind::Upload), blobs.len(), "{reqs:#?}");
     assert_eq!(
         commits_of(&reqs, &base.digest),
         1,
@@ -408,6 +407,57 @@ async fn shared_base_layer_in_one_index_is_uploaded_once() {
         s + base.size()
     });
     assert_index_complete(&dst, "mirror/base", "v1", &idx).await;
+}
+
+/// Blobs up to 1 MiB go up as POST + one PUT carrying the body; bigger ones as POST + PATCH +
+/// an empty PUT. Both paths commit each blob once, and the image arrives whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_blobs_upload_in_one_put_and_big_ones_stream_with_patch() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let big = random_layer(1400, 3 << 20, Format::Oci);
+    let small = random_layer(1401, 10_000, Format::Oci);
+    assert!(big.size() > 1 << 20 && small.size() < 1 << 20);
+    let img = image_with_layers(vec![big.clone(), small], "linux/amd64", Format::Oci);
+    push_image(&src.url(), "lib/mixed", "v1", &img, None, None).await;
+    let out = copy_plain(
+        &format!("{}/lib/mixed:v1", src.host),
+        &format!("{}/mirror/mixed:v1", dst.host),
+        &[],
+    )
+    .await;
+    let report = report_ok(&out);
+    assert_eq!(
+        u(&report["blobs_uploaded"]),
+        3,
+        "config + 2 layers: {report}"
+    );
+    let reqs = dst.requests();
+    assert_eq!(count(&reqs, "POST", Kind::Upload), 3, "{reqs:#?}");
+    let patches: Vec<&Request> = reqs
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.kind() == Kind::Upload)
+        .collect();
+    assert_eq!(
+        patches.len(),
+        1,
+        "only the 3 MiB layer is PATCHed: {reqs:#?}"
+    );
+    for b in img.blobs() {
+        assert_eq!(
+            commits_of(&reqs, &b.digest),
+            1,
+            "blob {} committed once",
+            b.digest
+        );
+    }
+    assert_image_complete(&dst, "mirror/mixed", &img).await;
+    assert_eq!(
+        head_manifest(&dst.url(), "mirror/mixed", "v1", None, None)
+            .await
+            .as_deref(),
+        Some(img.digest.as_str())
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

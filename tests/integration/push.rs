@@ -234,7 +234,11 @@ async fn push_docker_archive_written_by_skopeo() {
         "elapsed time printed: {stdout}"
     );
     let reqs = dst.requests();
-    assert_eq!(count(&reqs, "PATCH", Kind::Upload), 0, "{reqs:#?}");
+    assert_eq!(
+        count(&reqs, "POST", Kind::Upload),
+        0,
+        "no upload opened: {reqs:#?}"
+    );
     assert!(writes(&reqs).is_empty(), "nothing written: {reqs:#?}");
 }
 
@@ -308,7 +312,7 @@ async fn push_oci_archive_keeps_the_index_digest_and_tags_last() {
         "the tag is the last write"
     );
 
-    // 4. Again: nothing uploaded (not one PATCH), nothing written.
+    // 4. Again: nothing uploaded (no upload session opened), nothing written.
     dst.mark();
     let out = push(
         &file,
@@ -320,7 +324,11 @@ async fn push_oci_archive_keeps_the_index_digest_and_tags_last() {
     assert_eq!(r["unchanged"], true, "{r}");
     assert_eq!(u(&r["blobs_uploaded"]), 0, "{r}");
     let reqs = dst.requests();
-    assert_eq!(count(&reqs, "PATCH", Kind::Upload), 0, "{reqs:#?}");
+    assert_eq!(
+        count(&reqs, "POST", Kind::Upload),
+        0,
+        "no upload opened: {reqs:#?}"
+    );
     assert!(writes(&reqs).is_empty(), "{reqs:#?}");
 }
 

@@ -669,8 +669,9 @@ async fn matrix_expired_ecr_token_mid_run_reauthenticates() {
     assert_mirrored(&s.up, &s.ecr, &all, &ctx).await;
 }
 
-/// The token expires while a blob is being streamed: every 3rd upload PATCH of one repository
-/// is answered 401 (after the proxy read the whole body). The stream cannot be replayed, so
+/// The token expires while a blob is being streamed: every 3rd upload PUT of one repository
+/// (the blobs here are under 1 MiB, so the PUT carries the body) is answered 401 (after the
+/// proxy read the whole body). The stream cannot be replayed, so
 /// the transfer must be retried at once (new session, new GET), and the run must not wait for
 /// the read timeout (`--read-timeout 30` here) on a request that can never complete.
 #[tokio::test(flavor = "multi_thread")]
@@ -682,7 +683,7 @@ async fn matrix_expired_ecr_token_during_blob_upload_does_not_stall() {
         Fault::Unauthorized,
         Schedule::EveryNth(3),
     )
-    .method("PATCH")];
+    .method("PUT")];
     let (run, took, hits) =
         sync_through_ecr_proxy(&s, &estate, rules, &["--read-timeout", "30"]).await;
     let ctx = run.ctx();
@@ -694,7 +695,7 @@ async fn matrix_expired_ecr_token_during_blob_upload_does_not_stall() {
     assert_mirrored(&s.up, &s.ecr, &all, &ctx).await;
     assert!(
         took < Duration::from_secs(20),
-        "{n} PATCHes answered 401 stalled the run for {took:?}: after a 401 the upload is sent \
+        "{n} upload PUTs answered 401 stalled the run for {took:?}: after a 401 the upload is sent \
          again without its (consumed) body but with `Content-Length` of the blob, and waits for \
          the read timeout\n{ctx}"
     );

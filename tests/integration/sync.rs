@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::{
-    describe, get_blob, get_manifest, head_blob, head_manifest, index_of, push_image, push_index,
-    random_image, run_async, sha256_digest, Fault, FaultProxy, Format, Hit, Image, Index, Kind,
-    Moto, Registry, Request, Rule, Schedule, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER,
+    count, describe, get_blob, get_manifest, head_blob, head_manifest, image_with_layers, index_of,
+    push_image, push_index, random_image, random_layer, run_async, sha256_digest, Fault,
+    FaultProxy, Format, Hit, Image, Index, Kind, Moto, Registry, Request, Rule, Schedule,
+    MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER,
 };
 
 const REGION: &str = "us-east-1";
@@ -668,6 +669,167 @@ async fn second_sync_is_head_only_on_both_sides() {
     );
 }
 
+/// The cold sync sends each request it needs once, from the access logs: per tag one HEAD on
+/// each side (the observation) and no second HEAD of the tag before its PUT; per upstream
+/// repository one tag listing and no per-digest `.sig` HEADs; per blob and repository one
+/// HEAD, however many tags and platforms share it; one upload (POST + PUT with the body, no
+/// PATCH, the blobs being under 1 MiB) per unique blob in the estate; and one mount per
+/// other repository of the layer they all share.
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_sync_sends_each_needed_request_once() {
+    let s = Services::start();
+    let shared = random_layer(250, 40_000, Format::Oci);
+    let index = |seed: u64| {
+        index_of(
+            ["linux/amd64", "linux/arm64"]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let own = random_layer(seed + i as u64, 9_000, Format::Oci);
+                    image_with_layers(vec![shared.clone(), own], p, Format::Oci)
+                })
+                .collect(),
+            Format::Oci,
+        )
+    };
+    let estate: Vec<(&str, Vec<(&str, Index)>)> = vec![
+        (
+            "x",
+            vec![
+                ("t0", index(2510)),
+                ("t1", index(2520)),
+                ("t2", index(2530)),
+            ],
+        ),
+        ("y", vec![("t0", index(2540)), ("t1", index(2550))]),
+    ];
+    for (name, tags) in &estate {
+        for (tag, idx) in tags {
+            s.push_up_index(&format!("up/{name}"), tag, idx).await;
+        }
+        let list: Vec<&str> = tags.iter().map(|(t, _)| *t).collect();
+        s.create_repo(
+            &format!("mirror/{name}"),
+            &[
+                ("upstream-image", &s.upstream(&format!("up/{name}"))),
+                ("upstream-tags", &list.join("/")),
+            ],
+        )
+        .await;
+    }
+    s.mark();
+    let run = s.run(&as_strs(&sync_json(&[]))).await;
+    run.assert_code(0);
+    let ctx = run.ctx();
+    assert_fields(run.summary(), json!({"copied": 5, "failed": 0}), &ctx);
+
+    let n_tags = 5;
+    let per_repo_blobs: Vec<(String, std::collections::BTreeSet<String>)> = estate
+        .iter()
+        .map(|(name, tags)| {
+            let blobs = tags
+                .iter()
+                .flat_map(|(_, idx)| idx.images.iter())
+                .flat_map(|i| i.blobs().map(|b| b.digest.clone()))
+                .collect();
+            (format!("mirror/{name}"), blobs)
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<&String> =
+        per_repo_blobs.iter().flat_map(|(_, b)| b.iter()).collect();
+    assert_eq!(
+        unique.len(),
+        1 + n_tags * 2 * 2,
+        "shared layer + config and layer per child"
+    );
+
+    let up = s.up.requests();
+    let heads: Vec<&Request> = up.iter().filter(|r| r.method == "HEAD").collect();
+    assert_eq!(
+        heads.len(),
+        n_tags,
+        "upstream: one HEAD per tag, no .sig HEADs:\n{}",
+        show(&up)
+    );
+    let lists = up.iter().filter(|r| r.path.ends_with("/tags/list")).count();
+    assert_eq!(
+        lists,
+        2,
+        "upstream: one tag listing per repository:\n{}",
+        show(&up)
+    );
+    let manifest_gets = up
+        .iter()
+        .filter(|r| r.method == "GET" && r.kind() == Kind::Manifest)
+        .count();
+    assert_eq!(
+        manifest_gets,
+        n_tags * 3,
+        "index + 2 children per tag:\n{}",
+        show(&up)
+    );
+
+    let ecr = s.ecr.requests();
+    let tag_heads = ecr
+        .iter()
+        .filter(|r| is_head_manifest(r) && !r.path.contains("/manifests/sha256:"))
+        .count();
+    assert_eq!(
+        tag_heads,
+        n_tags,
+        "ECR: the tag is HEADed once (observe):\n{}",
+        show(&ecr)
+    );
+    assert_eq!(count(&ecr, "PATCH", Kind::Upload), 0, "{}", show(&ecr));
+    let mounts: Vec<&Request> = ecr
+        .iter()
+        .filter(|r| r.method == "POST" && r.query.as_deref().unwrap_or("").contains("mount="))
+        .collect();
+    assert_eq!(
+        mounts.len(),
+        1,
+        "the shared layer mounted into the other repository once:\n{}",
+        show(&ecr)
+    );
+    let uploads = ecr
+        .iter()
+        .filter(|r| r.method == "POST" && r.kind() == Kind::Upload)
+        .count()
+        - mounts.len();
+    assert_eq!(
+        uploads,
+        unique.len(),
+        "one upload per unique blob:\n{}",
+        show(&ecr)
+    );
+    assert_eq!(
+        count(&ecr, "PUT", Kind::Upload),
+        unique.len(),
+        "{}",
+        show(&ecr)
+    );
+    for (repo, blobs) in &per_repo_blobs {
+        for b in blobs {
+            let n = ecr
+                .iter()
+                .filter(|r| r.method == "HEAD" && r.path == format!("/v2/{repo}/blobs/{b}"))
+                .count();
+            assert_eq!(n, 1, "{repo}@{b} HEADed {n} times:\n{}", show(&ecr));
+        }
+    }
+    for (name, tags) in &estate {
+        for (tag, idx) in tags {
+            assert_eq!(
+                s.ecr_digest(&format!("mirror/{name}"), tag)
+                    .await
+                    .as_deref(),
+                Some(idx.digest.as_str()),
+                "mirror/{name}:{tag}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Faults from a FaultProxy in front of the upstream
 // ---------------------------------------------------------------------------------------------
@@ -924,14 +1086,38 @@ async fn fault_connection_reset_mid_blob_then_success() {
     assert_faults_recovered(&hits);
     assert_fields(run.summary(), json!({"copied": 2, "failed": 0}), &ctx);
     f.assert_mirrored().await;
-    // Nothing half-written: every upload commit and manifest PUT the ECR registry accepted.
+    // Nothing half-written: every manifest PUT was accepted, and each blob was committed
+    // exactly once. The upload PUTs that carried a reset stream (small blobs go up in one PUT
+    // with the body) were cut short by us and refused by the registry: not committed.
     let reqs = f.s.ecr.requests();
-    let failed_puts: Vec<Request> = reqs
+    let failed_manifest_puts: Vec<Request> = reqs
         .iter()
-        .filter(|r| r.method == "PUT" && r.status != 201)
+        .filter(|r| r.method == "PUT" && r.kind() == Kind::Manifest && r.status != 201)
         .cloned()
         .collect();
-    assert!(failed_puts.is_empty(), "{}", show(&failed_puts));
+    assert!(
+        failed_manifest_puts.is_empty(),
+        "{}",
+        show(&failed_manifest_puts)
+    );
+    let mut commits = std::collections::BTreeMap::<String, usize>::new();
+    for r in reqs
+        .iter()
+        .filter(|r| r.method == "PUT" && r.kind() == Kind::Upload)
+    {
+        let q = r.query.clone().unwrap_or_default();
+        let digest = q.split("digest=").nth(1).unwrap_or("?").to_string();
+        if r.status == 201 {
+            *commits
+                .entry(format!("{} {digest}", r.repo().unwrap_or_default()))
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        commits.values().all(|n| *n == 1),
+        "a blob committed twice: {commits:?}\n{}",
+        show(&reqs)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,17 +2,19 @@
 //!
 //! Anatomy of a copy (the order is the invariant that makes a killed run harmless):
 //! 1. GET the source manifest (index or image) by tag.
-//! 2. For each selected child manifest: HEAD it in the destination by digest and skip it
-//!    when present (a registry only accepts a manifest whose blobs it has); otherwise copy
-//!    its blobs, then PUT the child by digest.
+//! 2. For each selected child manifest: when the destination tag exists (a stale tag), HEAD
+//!    the child by digest and skip it when present; when the tag is absent (a cold mirror),
+//!    skip the HEAD, which would nearly always answer 404. Then copy its blobs and PUT the
+//!    child by digest (a registry only accepts a manifest whose blobs it has).
 //! 3. For each blob: HEAD in the destination → skip; else mount from a repository of the
 //!    same registry that got it earlier in this run; else stream it from the source,
 //!    hashing on the way, and commit only when size and sha256 match.
 //! 4. PUT the index (or the single manifest) — by tag, last. Until then the old tag keeps
 //!    pointing at the old, complete image.
 //!
-//! Blobs in flight are de-duplicated by digest across every copy into one destination
-//! ([`BlobTracker`]): the first copy uploads, the others wait and then mount.
+//! Work is de-duplicated across every copy into one destination ([`BlobTracker`]): a blob is
+//! uploaded once per run (the first copy uploads, the others wait and then mount), HEADed or
+//! mounted once per repository, and a child manifest shared by two tags is copied once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +78,8 @@ type RepoBlob = (String, String);
 pub struct BlobTracker {
     cells: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
     placed: Mutex<HashMap<RepoBlob, Arc<OnceCell<()>>>>,
+    /// Child manifests put (or found) per (repository, digest) in this run.
+    manifests: Mutex<HashMap<RepoBlob, Arc<OnceCell<()>>>>,
 }
 
 impl BlobTracker {
@@ -89,8 +93,19 @@ impl BlobTracker {
     }
 
     fn placed(&self, repo: &str, digest: &str) -> Arc<OnceCell<()>> {
-        self.placed
-            .lock()
+        Self::entry(&self.placed, repo, digest)
+    }
+
+    fn manifest_placed(&self, repo: &str, digest: &str) -> Arc<OnceCell<()>> {
+        Self::entry(&self.manifests, repo, digest)
+    }
+
+    fn entry(
+        map: &Mutex<HashMap<RepoBlob, Arc<OnceCell<()>>>>,
+        repo: &str,
+        digest: &str,
+    ) -> Arc<OnceCell<()>> {
+        map.lock()
             .expect("not poisoned")
             .entry((repo.to_string(), digest.to_string()))
             .or_default()
@@ -215,6 +230,19 @@ impl Copy<'_> {
             .src
             .get_manifest(self.src_repo, self.src_reference)
             .await?;
+        let current = match self.dst_current {
+            Some(known) => known.map(str::to_string),
+            None => self
+                .dst
+                .registry
+                .head_manifest(self.dst_repo, self.dst_tag)
+                .await?
+                .map(|h| h.digest),
+        };
+        // A tag that is not there yet (a cold mirror) rarely has its children there either:
+        // copy them without a HEAD each. A stale tag's children often are (a re-pushed index
+        // that kept some platforms), so those are HEADed first.
+        let probe = current.is_some();
         let mut platforms = Vec::new();
         let to_put = match top.parse(&self.src_what())? {
             Parsed::Image(m) => {
@@ -243,7 +271,7 @@ impl Copy<'_> {
                 futures::stream::iter(
                     children
                         .iter()
-                        .map(|c| self.copy_child(&c.digest, 1, &visited, &stats)),
+                        .map(|c| self.copy_child(&c.digest, 1, &visited, probe, &stats)),
                 )
                 .buffer_unordered(IMAGE_FANOUT)
                 .try_collect::<Vec<()>>()
@@ -259,15 +287,6 @@ impl Copy<'_> {
                     }
                 }
             }
-        };
-        let current = match self.dst_current {
-            Some(known) => known.map(str::to_string),
-            None => self
-                .dst
-                .registry
-                .head_manifest(self.dst_repo, self.dst_tag)
-                .await?
-                .map(|h| h.digest),
         };
         let unchanged = current.as_deref() == Some(to_put.digest.as_str());
         if !unchanged {
@@ -395,50 +414,69 @@ impl Copy<'_> {
         digest: &'b str,
         depth: usize,
         visited: &'b BTreeSet<String>,
+        probe: bool,
         stats: &'b CopyStats,
     ) -> futures::future::BoxFuture<'b, Result<(), RegistryError>> {
         Box::pin(async move {
-            if self
+            // Tags of one run that share a child (`latest` and `1.2.3`) copy it once.
+            let placed = self.dst.tracker.manifest_placed(self.dst_repo, digest);
+            placed
+                .get_or_try_init(|| self.copy_child_once(digest, depth, visited, probe, stats))
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn copy_child_once(
+        &self,
+        digest: &str,
+        depth: usize,
+        visited: &BTreeSet<String>,
+        probe: bool,
+        stats: &CopyStats,
+    ) -> Result<(), RegistryError> {
+        if probe
+            && self
                 .dst
                 .registry
                 .head_manifest(self.dst_repo, digest)
                 .await?
                 .is_some()
-            {
-                return Ok(());
-            }
-            let m = self.src.get_manifest(self.src_repo, digest).await?;
-            let what = format!("{}/{}@{}", self.src.name(), self.src_repo, digest);
-            match m.parse(&what)? {
-                Parsed::Image(img) => self.copy_blobs(&img, stats).await?,
-                Parsed::Index(idx) => {
-                    if depth >= MAX_INDEX_DEPTH {
+        {
+            return Ok(());
+        }
+        let m = self.src.get_manifest(self.src_repo, digest).await?;
+        let what = format!("{}/{}@{}", self.src.name(), self.src_repo, digest);
+        match m.parse(&what)? {
+            Parsed::Image(img) => self.copy_blobs(&img, stats).await?,
+            Parsed::Index(idx) => {
+                if depth >= MAX_INDEX_DEPTH {
+                    return Err(RegistryError::Invalid {
+                        what,
+                        reason: format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
+                    });
+                }
+                let mut seen = visited.clone();
+                for c in &idx.manifests {
+                    if !seen.insert(c.digest.clone()) {
                         return Err(RegistryError::Invalid {
                             what,
-                            reason: format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
+                            reason: format!("index refers to {} twice or in a loop", c.digest),
                         });
                     }
-                    let mut seen = visited.clone();
-                    for c in &idx.manifests {
-                        if !seen.insert(c.digest.clone()) {
-                            return Err(RegistryError::Invalid {
-                                what,
-                                reason: format!("index refers to {} twice or in a loop", c.digest),
-                            });
-                        }
-                    }
-                    for c in &idx.manifests {
-                        self.copy_child(&c.digest, depth + 1, &seen, stats).await?;
-                    }
+                }
+                for c in &idx.manifests {
+                    self.copy_child(&c.digest, depth + 1, &seen, probe, stats)
+                        .await?;
                 }
             }
-            self.dst
-                .registry
-                .put_manifest(self.dst_repo, digest, &m)
-                .await?;
-            stats.manifests_put.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
+        }
+        self.dst
+            .registry
+            .put_manifest(self.dst_repo, digest, &m)
+            .await?;
+        stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn copy_blobs(

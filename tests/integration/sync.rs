@@ -670,7 +670,9 @@ async fn second_sync_is_head_only_on_both_sides() {
 }
 
 /// The cold sync sends each request it needs once, from the access logs: per tag one HEAD on
-/// each side (the observation) and no second HEAD of the tag before its PUT; per upstream
+/// each side (the observation), no second HEAD of the tag before its PUT and no HEAD of the
+/// children of a tag that is absent; a child shared by two tags (`latest` = `t2`) fetched and
+/// PUT once; per upstream
 /// repository one tag listing and no per-digest `.sig` HEADs; per blob and repository one
 /// HEAD, however many tags and platforms share it; one upload (POST + PUT with the body, no
 /// PATCH, the blobs being under 1 MiB) per unique blob in the estate; and one mount per
@@ -692,13 +694,15 @@ async fn cold_sync_sends_each_needed_request_once() {
             Format::Oci,
         )
     };
+    let t2 = index(2530);
     let estate: Vec<(&str, Vec<(&str, Index)>)> = vec![
         (
             "x",
             vec![
                 ("t0", index(2510)),
                 ("t1", index(2520)),
-                ("t2", index(2530)),
+                ("t2", t2.clone()),
+                ("latest", t2),
             ],
         ),
         ("y", vec![("t0", index(2540)), ("t1", index(2550))]),
@@ -721,9 +725,9 @@ async fn cold_sync_sends_each_needed_request_once() {
     let run = s.run(&as_strs(&sync_json(&[]))).await;
     run.assert_code(0);
     let ctx = run.ctx();
-    assert_fields(run.summary(), json!({"copied": 5, "failed": 0}), &ctx);
+    assert_fields(run.summary(), json!({"copied": 6, "failed": 0}), &ctx);
 
-    let n_tags = 5;
+    let (n_tags, n_images) = (6, 5); // `latest` is `t2`
     let per_repo_blobs: Vec<(String, std::collections::BTreeSet<String>)> = estate
         .iter()
         .map(|(name, tags)| {
@@ -739,7 +743,7 @@ async fn cold_sync_sends_each_needed_request_once() {
         per_repo_blobs.iter().flat_map(|(_, b)| b.iter()).collect();
     assert_eq!(
         unique.len(),
-        1 + n_tags * 2 * 2,
+        1 + n_images * 2 * 2,
         "shared layer + config and layer per child"
     );
 
@@ -764,8 +768,8 @@ async fn cold_sync_sends_each_needed_request_once() {
         .count();
     assert_eq!(
         manifest_gets,
-        n_tags * 3,
-        "index + 2 children per tag:\n{}",
+        n_tags + n_images * 2,
+        "the index of each tag, each child once:\n{}",
         show(&up)
     );
 
@@ -778,6 +782,26 @@ async fn cold_sync_sends_each_needed_request_once() {
         tag_heads,
         n_tags,
         "ECR: the tag is HEADed once (observe):\n{}",
+        show(&ecr)
+    );
+    let child_heads = ecr
+        .iter()
+        .filter(|r| is_head_manifest(r) && r.path.contains("/manifests/sha256:"))
+        .count();
+    assert_eq!(
+        child_heads,
+        0,
+        "the tags are absent: no child HEADs:\n{}",
+        show(&ecr)
+    );
+    let child_puts = ecr
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/manifests/sha256:"))
+        .count();
+    assert_eq!(
+        child_puts,
+        n_images * 2,
+        "each child PUT once:\n{}",
         show(&ecr)
     );
     assert_eq!(count(&ecr, "PATCH", Kind::Upload), 0, "{}", show(&ecr));

@@ -251,7 +251,7 @@ def main():
         P(f"**Not measured in this run:** {', '.join(missing)}.\n")
     if os.path.exists(os.path.join(HERE, "profile_notes.md")):
         P("Where a target is missed, [Where the time goes](#where-the-time-goes-w1-w2-w4--the-missed-targets) "
-          "below profiles the run. In short: on this loaded 2-core machine, the local registries "
+          "below profiles the run. In short: on this 2-core machine, the local registries "
           "and moto set the pace (bcrypt auth on every ECR request, moto's CPU), not our process.\n")
     notes_path = os.path.join(HERE, "status_notes.md")
     if os.path.exists(notes_path):
@@ -279,10 +279,26 @@ def main():
             P(f"| Upstream estate | {g['repos']} repositories × {g['tags_per_repo']} tags, "
               f"{g['unique_blobs']:,} blobs, pushed by `bench/harness.py` in {g['seconds']:.1f} s |")
     P("")
-    P("**The machine was shared with other builds and test runs** while these numbers were taken "
-      "(2 cores, load average typically 6–11). Each workload records the load average before and "
-      "after it. Absolute times are pessimistic and noisy; the two tools ran interleaved under the "
-      "same conditions, with their order swapped every round.\n")
+    loads = []
+    for d in (w1, w2, w4):
+        for k in ("busy_before", "busy_after"):
+            if d and d.get(k):
+                loads.append(float(d[k]["loadavg"].split()[0]))
+    for lvl in (w5 or {}).get("levels", {}).values():
+        for k in ("busy_before", "busy_after"):
+            if lvl.get(k):
+                loads.append(float(lvl[k]["loadavg"].split()[0]))
+    if loads:
+        nproc = (env or {}).get("machine", {}).get("nproc", 2)
+        peak = max(loads)
+        shared = peak > nproc + 2
+        P(f"**Machine load.** The 1-minute load average recorded around the workloads ranged "
+          f"{min(loads):.1f}–{peak:.1f} on {nproc} cores. The benchmark itself (three servers and the "
+          f"tool under test) keeps it near {nproc}–{nproc + 1}; "
+          + ("**a higher peak means other jobs shared the machine during this run**, so absolute "
+             "times are pessimistic. " if shared else "no other jobs ran during this run. ")
+          + "The two tools ran interleaved under the same conditions, with their order swapped every "
+          "round.\n")
 
     # ---- W1
     P("## W1 — no-op sync\n")

@@ -197,6 +197,45 @@ mod tests {
         assert_eq!(ecr.calls("ListTagsForResource"), 6);
     }
 
+    /// `on_found` sees every repository the result lists (marked, with bad tags, or with
+    /// unreadable tags), each once, and nothing else: `sync` observes exactly what it plans.
+    #[tokio::test]
+    async fn read_specs_reports_each_listed_repository_once() {
+        let ecr = MemoryEcr::new();
+        for i in 0..12 {
+            ecr.add(
+                &format!("mirror/r{i:02}"),
+                &[("upstream-image", "nginx"), ("upstream-tags", "1")],
+            );
+        }
+        ecr.add(
+            "mirror/bad",
+            &[("upstream-image", "nginx"), ("upstream-tags", "1//2")],
+        );
+        ecr.add("mirror/unmarked", &[("team", "x")]);
+        ecr.fail_tags(
+            "mirror/r05",
+            EcrError::AccessDenied {
+                op: "ListTagsForResource",
+                repository: Some("mirror/r05".into()),
+                message: "no".into(),
+            },
+        );
+        let seen = std::sync::Mutex::new(Vec::new());
+        let repos = candidates(&ecr, None).await.unwrap();
+        let d = read_specs(&ecr, repos, &TagKeys::default(), 4, &|f| {
+            seen.lock().unwrap().push(f.repository.name.clone())
+        })
+        .await;
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        let listed: Vec<String> = d.items.iter().map(|i| i.repository.name.clone()).collect();
+        assert_eq!(seen, listed);
+        assert_eq!(listed.len(), 13, "12 marked + 1 with bad tags: {listed:?}");
+        assert!(!listed.contains(&"mirror/unmarked".to_string()));
+        assert_eq!(d.scanned, 14);
+    }
+
     #[tokio::test]
     async fn listing_failure_fails_discovery() {
         struct Broken;

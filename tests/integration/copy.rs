@@ -17,9 +17,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::support::{
     count, describe, get_blob, get_manifest, head_blob, head_manifest, image_with_layers, index_of,
     json_line, product_command, push_image, push_index, random_image, random_layer, run_async,
-    sha256_digest, skopeo_copy_ok, Fault, FaultProxy, Format, Image, Index, Kind, Moto, Registry,
-    RegistryOptions, Request, Rule, Schedule, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER,
-    MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
+    sha256_digest, skopeo_copy_ok, Fault, FaultProxy, Format, Hostile, HostileAuth, Image, Index,
+    Kind, Moto, Registry, RegistryOptions, Reply, Request, Rule, Schedule, MOTO_ACCOUNT_ID,
+    MOTO_ECR_PASSWORD, MOTO_ECR_USER, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
 };
 
 const SOURCE_DIGEST_ANNOTATION: &str = "io.github.ecr-mirror-sync.source-digest";
@@ -457,6 +457,72 @@ async fn small_blobs_upload_in_one_put_and_big_ones_stream_with_patch() {
             .await
             .as_deref(),
         Some(img.digest.as_str())
+    );
+}
+
+/// cosign `.sig` tags are found through one tag listing per source repository. A complete
+/// list without the image's `.sig` tag means no request for it at all; a list that continues on
+/// a next page (`Link`) is not trusted to be complete, so the copy HEADs the `.sig` tag, finds
+/// it and copies it along.
+#[tokio::test(flavor = "multi_thread")]
+async fn signature_tags_found_by_one_listing_or_a_head_when_the_list_is_paged() {
+    let h = Hostile::start(HostileAuth::None).await;
+    let dst = Registry::start();
+    let img = random_image(1500, &[3000], "linux/amd64", Format::Oci);
+    let sig = random_image(1501, &[500], "linux/amd64", Format::Oci);
+    let sig_tag = format!("{}.sig", img.digest.replacen(':', "-", 1));
+    let list = |repo: &str| {
+        Reply::manifest(
+            format!(r#"{{"name":"{repo}","tags":["v1"]}}"#),
+            "application/json",
+        )
+    };
+    h.serve_image("lib/one", "v1", &img);
+    h.route("/v2/lib/one/tags/list", list("lib/one"));
+    h.serve_image("lib/paged", "v1", &img);
+    h.serve_image("lib/paged", &sig_tag, &sig);
+    h.route(
+        "/v2/lib/paged/tags/list",
+        list("lib/paged").header(
+            "link",
+            r#"</v2/lib/paged/tags/list?last=v1&n=1>; rel="next""#,
+        ),
+    );
+
+    for repo in ["lib/one", "lib/paged"] {
+        let out = copy_plain(
+            &format!("{}/{repo}:v1", h.host),
+            &format!("{}/mirror/{repo}:v1", dst.host),
+            &[],
+        )
+        .await;
+        report_ok(&out);
+        assert_eq!(
+            h.seen_at(&format!("/v2/{repo}/tags/list")).len(),
+            1,
+            "{repo}: one listing"
+        );
+    }
+    let one_sig = h.seen_at(&format!("/v2/lib/one/manifests/{sig_tag}"));
+    assert!(
+        one_sig.is_empty(),
+        "complete list: no .sig lookup: {one_sig:?}"
+    );
+    let paged_sig = h.seen_at(&format!("/v2/lib/paged/manifests/{sig_tag}"));
+    assert!(
+        paged_sig.iter().any(|s| s.method == "HEAD"),
+        "paged list: the .sig tag is HEADed: {paged_sig:?}"
+    );
+    assert_eq!(
+        head_manifest(&dst.url(), "mirror/lib/paged", &sig_tag, None, None)
+            .await
+            .as_deref(),
+        Some(sig.digest.as_str()),
+        "the signature travelled with the image"
+    );
+    assert_eq!(
+        head_manifest(&dst.url(), "mirror/lib/one", &sig_tag, None, None).await,
+        None
     );
 }
 

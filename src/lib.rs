@@ -5,33 +5,20 @@
 //! both sides (data plane), plans, and copies only what is missing or stale — blobs first, the
 //! tag last, so a tag never points at something incomplete.
 //!
-//! Layers, with dependencies pointing one way:
-//! `cli → settings → {ecr, registry, policy} → plan → exec → report`.
+//! The library has four parts, and dependencies point one way (`mirror → {oci, ecr, policy}`;
+//! those three do not import one another):
+//! * [`oci`]: the data plane, the OCI distribution API;
+//! * [`ecr`]: the control plane, the ECR API;
+//! * [`policy`]: containers-policy.json, the trust policy;
+//! * [`mirror`]: the pipeline that uses them.
+//!
+//! The command line (`src/app/`) belongs to the binary and is not part of this API.
 #![deny(missing_docs)]
 // Errors carry the registry, the request and the OCI error code so messages are actionable;
 // they sit on the failure path, where their size costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
-pub mod archive;
-pub mod cli;
-pub mod commands;
-pub mod connect;
 pub mod ecr;
-pub mod error;
-pub mod import;
-#[cfg(feature = "k8s")]
-pub mod k8s;
-pub mod plan;
+pub mod mirror;
+pub mod oci;
 pub mod policy;
-pub mod registry;
-pub mod report;
-pub mod report_files;
-pub mod settings;
-pub mod shard;
-pub mod spec;
-pub mod sync;
-pub mod telemetry;
-pub mod trust;
-pub mod verify;
-
-pub use error::{Error, Result};

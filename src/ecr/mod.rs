@@ -13,26 +13,23 @@
 //! * the verbs are ours (`repositories`, `tags`, ...), so pagination and other SDK details are
 //!   handled once, in [`sdk::SdkEcr`], and tested against moto.
 //!
-//! The pure parts live beside it: [`tags`] turns resource tags into a
-//! [`MirrorSpec`](crate::spec::MirrorSpec) (tag schema v1), [`registry_host`] recognises ECR
-//! registry host names, and [`token`] caches the authorization token.
+//! Beside it: [`registry_host`] recognises ECR registry host names, and [`token`] caches the
+//! authorization token. What the resource tags *mean* (the tag schema) is the pipeline's
+//! business, in `mirror::tags`: this module returns them as they are.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub mod discover;
-pub mod memory;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod registry_host;
 pub mod sdk;
-pub mod tags;
 pub mod token;
 
-pub use discover::{discover, Discovered, Discovery};
 pub use registry_host::{parse_ecr_host, EcrHost};
 pub use sdk::SdkEcr;
-pub use tags::{spec_from_tags, spec_to_tags, TagError, TagKeys, TagParse};
 pub use token::TokenCache;
 
 /// An ECR repository, as the control plane describes it.

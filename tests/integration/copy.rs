@@ -1143,3 +1143,53 @@ async fn usage_errors_exit_2_before_touching_a_registry() {
     assert!(src.requests().is_empty(), "{:#?}", src.requests());
     assert!(dst.requests().is_empty(), "{:#?}", dst.requests());
 }
+
+// ---------------------------------------------------------------------------------------------
+// One retry budget per request (issue 12)
+// ---------------------------------------------------------------------------------------------
+
+/// `--retry-times 2` against an upload endpoint that always answers 503: each blob's upload
+/// gets 1 try + 2 retries, so 3 upload POSTs per blob. Before the budget was shared, the
+/// transfer's retry loop ran the POST's own retry loop inside it: 3 × 3 = 9 per blob.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_times_bounds_upload_posts_with_one_budget() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = random_image(2100, &[4096], "linux/amd64", Format::Oci);
+    push_image(&src.url(), "lib/app", "v1", &img, None, None).await;
+    let proxy = FaultProxy::start(
+        &dst.url(),
+        vec![Rule::new(
+            "/blobs/uploads/",
+            Fault::Status {
+                code: 503,
+                retry_after: Some("0".into()),
+            },
+            Schedule::Always,
+        )
+        .method("POST")],
+    )
+    .await;
+    let out = copy_plain(
+        &format!("{}/lib/app:v1", src.host),
+        &format!("{}/mirror/app:v1", proxy.host),
+        &["--retry-times", "2"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let posts = proxy
+        .hit_log()
+        .iter()
+        .filter(|h| h.method == "POST" && h.path.contains("/blobs/uploads/"))
+        .count();
+    // Two blobs (config and layer) may each spend their budget before the copy gives up.
+    assert!(
+        (3..=6).contains(&posts),
+        "expected 3 upload POSTs per blob (at most 6 for 2 blobs), got {posts}"
+    );
+    assert_eq!(
+        count(&dst.requests(), "PUT", Kind::Manifest),
+        0,
+        "no manifest may be written"
+    );
+}

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use ecr_mirror_sync::ecr::{
-    discover, parse_ecr_host, EcrApi, EcrError, EcrToken, Encryption, RepoSettings, Repository,
-    SdkEcr, TagError, TagKeys, TokenCache,
+    parse_ecr_host, EcrApi, EcrError, EcrToken, Encryption, RepoSettings, Repository, SdkEcr,
+    TokenCache,
 };
+use ecr_mirror_sync::mirror::discover::discover;
+use ecr_mirror_sync::mirror::tags::{TagError, TagKeys};
 use futures::stream::{self, StreamExt as _, TryStreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};

@@ -506,7 +506,15 @@ async fn matrix_transient_429_503_and_resets_together_mirror_everything() {
     .await;
     estate.mark(&s.moto, &proxy.host).await;
 
-    let run = product(&sync_args(&["--parallel", "8"]), &s.env()).await;
+    // One retry budget covers a whole blob transfer (issue 12): the source GET, the POST and
+    // the upload together, as ggcr's `retry.Never` inner calls do. A blob's burst (reset, 503,
+    // 503) plus the every-5th 503 on a later attempt can take more than the default 5 retries;
+    // before, the GET's own loop ran inside the transfer's, which gave it up to 36 attempts.
+    let run = product(
+        &sync_args(&["--parallel", "8", "--retry-times", "8"]),
+        &s.env(),
+    )
+    .await;
     let ctx = run.ctx();
     run.assert_code(0);
     let hits = proxy.hit_log();
@@ -1834,8 +1842,8 @@ async fn secrets_sync_and_list_with_every_credential_source_never_leak() {
 /// its fuzz target calls, so `cargo test` (stable, no cargo-fuzz) keeps replaying the corpus.
 #[test]
 fn fuzz_seed_corpus_replays_without_panics() {
-    use ecr_mirror_sync::ecr::tags::{spec_from_tags, TagKeys};
-    use ecr_mirror_sync::registry::manifest::{classify, sha256_digest as digest, Manifest};
+    use ecr_mirror_sync::mirror::tags::{spec_from_tags, TagKeys};
+    use ecr_mirror_sync::oci::manifest::{classify, sha256_digest as digest, Manifest};
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus");
     let files = |target: &str| -> Vec<Vec<u8>> {
@@ -1865,13 +1873,13 @@ fn fuzz_seed_corpus_replays_without_panics() {
     }
     for data in files("reference_parse") {
         let s = String::from_utf8_lossy(&data);
-        if let Ok(r) = ecr_mirror_sync::spec::TaggedRef::parse(&s) {
+        if let Ok(r) = ecr_mirror_sync::oci::TaggedRef::parse(&s) {
             assert_eq!(
-                ecr_mirror_sync::spec::TaggedRef::parse(&r.to_string()),
+                ecr_mirror_sync::oci::TaggedRef::parse(&r.to_string()),
                 Ok(r)
             );
         }
-        let _ = ecr_mirror_sync::spec::ImageRef::parse(&s);
+        let _ = ecr_mirror_sync::oci::ImageRef::parse(&s);
         let _ = ecr_mirror_sync::policy::ImageName::parse(&s);
     }
     for data in files("manifest_parse") {
@@ -1899,7 +1907,7 @@ fn fuzz_seed_corpus_replays_without_panics() {
 /// is refused up front, or the tags are written in a form that fits).
 #[test]
 fn fuzz_regression_resource_tags_round_trip_of_a_long_docker_hub_name() {
-    use ecr_mirror_sync::ecr::tags::{spec_from_tags, spec_to_tags, TagKeys};
+    use ecr_mirror_sync::mirror::tags::{spec_from_tags, spec_to_tags, TagKeys};
     let keys = TagKeys::default();
     let tags = vec![
         ("upstream-image".to_string(), "a".repeat(240)),

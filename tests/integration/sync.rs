@@ -1773,6 +1773,7 @@ async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child()
             "action",
             "outcome",
             "reason",
+            "label",
             "bytes",
             "duration_secs"
         ]
@@ -1795,7 +1796,8 @@ async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child()
         full_row[4].contains(&format!("linux/amd64={}", full.images[0].digest)),
         "{csv_text}"
     );
-    assert!(full_row[8].parse::<u64>().unwrap() > 0, "bytes");
+    assert!(full_row[9].parse::<u64>().unwrap() > 0, "bytes");
+    assert_eq!(full_row[8], "", "no failure label on a copied row");
     let json: Value =
         serde_json::from_slice(&std::fs::read(report_file(&dir, "json")).unwrap()).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
@@ -1832,10 +1834,18 @@ async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child()
         2,
         "index (recorded upstream digest) and arm64 only: {ctx}"
     );
+    // The index row is truthful (issue 12): `ecr` is the filtered index ECR holds, which
+    // differs from upstream by design; `recorded_source` is the upstream digest it records,
+    // which is what is compared.
     assert_eq!(
-        rows[0]["ecr"],
+        rows[0]["recorded_source"],
         filtered.digest.as_str(),
         "the recorded upstream digest: {ctx}"
+    );
+    let ecr_index = rows[0]["ecr"].as_str().unwrap();
+    assert!(
+        ecr_index.starts_with("sha256:") && ecr_index != filtered.digest,
+        "the ECR index digest, not the upstream one: {ctx}"
     );
     assert_eq!(rows[1]["platform"], "linux/arm64");
     let vcsv = std::fs::read_to_string(report_file(&vdir, "csv")).unwrap();

@@ -4,11 +4,11 @@
 #![no_main]
 
 use bytes::Bytes;
-use ecr_mirror_sync::registry::manifest::{
+use ecr_mirror_sync::oci::manifest::{
     blobs_of, classify, filtered_index, is_valid_digest, platform_string, recorded_source_digest,
     select_children, sha256_digest, Manifest, Parsed,
 };
-use ecr_mirror_sync::spec::PlatformFilter;
+use ecr_mirror_sync::oci::PlatformFilter;
 use libfuzzer_sys::fuzz_target;
 
 const HEADERS: &[&str] = &[

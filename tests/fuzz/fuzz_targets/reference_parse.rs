@@ -4,7 +4,7 @@
 #![no_main]
 
 use ecr_mirror_sync::policy::ImageName;
-use ecr_mirror_sync::spec::{ImageRef, TaggedRef};
+use ecr_mirror_sync::oci::{ImageRef, TaggedRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 //! to tags that parse to the same spec, as `spec_to_tags` documents.
 #![no_main]
 
-use ecr_mirror_sync::ecr::tags::{spec_from_tags, spec_to_tags, TagKeys};
+use ecr_mirror_sync::mirror::tags::{spec_from_tags, spec_to_tags, TagKeys};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

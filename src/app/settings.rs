@@ -1,0 +1,406 @@
+//! Flags and environment → typed settings. Conflicts are rejected here, with messages that
+//! name the flags, so the commands only see valid combinations.
+
+use std::str::FromStr;
+
+use std::path::PathBuf;
+
+use crate::app::cli::{AwsArgs, DestAccess, EstateArgs, NetArgs, PlatformArgs, SrcAccess};
+use ecr_mirror_sync::mirror::error::{Error, Result};
+use ecr_mirror_sync::mirror::estate::EstateOptions;
+use ecr_mirror_sync::mirror::shard::{self, Shard};
+use ecr_mirror_sync::mirror::sources::Access;
+use ecr_mirror_sync::mirror::tags::TagKeys;
+use ecr_mirror_sync::oci::transport::auth::default_authfile;
+use ecr_mirror_sync::oci::{
+    AuthFile, BasicCreds, CredentialSource, Credentials, Network, Platform, PlatformFilter,
+    RetryPolicy, Secret,
+};
+
+/// The platform filter from `--all`, `--platform` and the `--override-*` aliases.
+/// `None` means the user said nothing (a per-repository setting may then apply).
+pub fn platform_filter(a: &PlatformArgs) -> Result<Option<PlatformFilter>> {
+    if a.all {
+        return Ok(Some(PlatformFilter::All));
+    }
+    if a.override_os.is_some() || a.override_arch.is_some() || a.override_variant.is_some() {
+        let (Some(os), Some(arch)) = (&a.override_os, &a.override_arch) else {
+            return Err(Error::Usage(
+                "--override-os and --override-arch must be given together (--override-variant is optional)".into(),
+            ));
+        };
+        let mut s = format!("{os}/{arch}");
+        if let Some(v) = &a.override_variant {
+            s = format!("{s}/{v}");
+        }
+        return Ok(Some(PlatformFilter::Only(vec![Platform::from_str(&s)?])));
+    }
+    if a.platform.is_empty() {
+        return Ok(None);
+    }
+    let list = a
+        .platform
+        .iter()
+        .map(|p| Platform::from_str(p))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Some(PlatformFilter::from_list(list)))
+}
+
+/// The credential flags of one side (`--src-*` or `--dest-*`), before resolution.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialFlags {
+    /// `--X-creds USER[:PASS]`.
+    pub creds: Option<Secret>,
+    /// `--X-username`.
+    pub username: Option<String>,
+    /// `--X-password`.
+    pub password: Option<Secret>,
+    /// `--X-registry-token`.
+    pub registry_token: Option<Secret>,
+    /// `--X-no-creds`.
+    pub no_creds: bool,
+    /// `--X-authfile`.
+    pub authfile: Option<PathBuf>,
+}
+
+impl CredentialFlags {
+    /// Resolves the flags of one side into where its credentials come from. `side` is `src` or
+    /// `dest`, used to name flags in errors. Conflicts and an unreadable auth file are usage
+    /// errors (exit 2), found here, before any request.
+    pub fn resolve(&self, side: &str) -> Result<CredentialSource> {
+        // Name exactly the flags that were given, so the user knows which to drop.
+        let mut given: Vec<String> = Vec::new();
+        if self.creds.is_some() {
+            given.push(format!("--{side}-creds"));
+        }
+        if self.username.is_some() {
+            given.push(format!("--{side}-username"));
+        }
+        if self.password.is_some() {
+            given.push(format!("--{side}-password"));
+        }
+        if self.registry_token.is_some() {
+            given.push(format!("--{side}-registry-token"));
+        }
+        let ways = usize::from(self.creds.is_some())
+            + usize::from(self.username.is_some() || self.password.is_some())
+            + usize::from(self.registry_token.is_some());
+        if ways > 1 || (self.no_creds && ways > 0) {
+            if self.no_creds {
+                given.push(format!("--{side}-no-creds"));
+            }
+            return Err(Error::Usage(format!(
+                "{} cannot be used together; give one way to authenticate",
+                given.join(" and ")
+            )));
+        }
+        if self.no_creds {
+            return Ok(CredentialSource::Fixed(Credentials::Anonymous));
+        }
+        if let Some(c) = &self.creds {
+            let (user, pass) = match c.expose().split_once(':') {
+                Some((u, p)) => (u.to_string(), p.to_string()),
+                None => (c.expose().to_string(), String::new()),
+            };
+            if user.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--{side}-creds: the user name is empty; write USER[:PASSWORD]"
+                )));
+            }
+            return Ok(CredentialSource::Fixed(Credentials::Basic(BasicCreds {
+                username: user,
+                password: Secret::new(pass),
+            })));
+        }
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) => {
+                return Ok(CredentialSource::Fixed(Credentials::Basic(BasicCreds {
+                    username: u.clone(),
+                    password: p.clone(),
+                })))
+            }
+            (Some(_), None) => {
+                return Err(Error::Usage(format!(
+                    "--{side}-username needs --{side}-password"
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "--{side}-password needs --{side}-username"
+                )))
+            }
+            (None, None) => {}
+        }
+        if let Some(t) = &self.registry_token {
+            return Ok(CredentialSource::Fixed(Credentials::Bearer(t.clone())));
+        }
+        let file = match &self.authfile {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(Error::Usage(format!(
+                        "--{side}-authfile {}: no such file",
+                        p.display()
+                    )));
+                }
+                Some(p.clone())
+            }
+            None => default_authfile(),
+        };
+        match file {
+            Some(path) => {
+                let f = AuthFile::load(&path).map_err(|e| Error::Usage(e.to_string()))?;
+                Ok(CredentialSource::AuthFile(std::sync::Arc::new(f)))
+            }
+            None => Ok(CredentialSource::None),
+        }
+    }
+}
+
+/// Credential flags of the source side.
+pub fn src_credentials(a: &SrcAccess) -> CredentialFlags {
+    CredentialFlags {
+        creds: a.src_creds.clone(),
+        username: a.src_username.clone(),
+        password: a.src_password.clone(),
+        registry_token: a.src_registry_token.clone(),
+        no_creds: a.src_no_creds,
+        authfile: a.src_authfile.clone(),
+    }
+}
+
+/// Credential flags of the destination side.
+pub fn dest_credentials(a: &DestAccess) -> CredentialFlags {
+    CredentialFlags {
+        creds: a.dest_creds.clone(),
+        username: a.dest_username.clone(),
+        password: a.dest_password.clone(),
+        registry_token: a.dest_registry_token.clone(),
+        no_creds: a.dest_no_creds,
+        authfile: a.dest_authfile.clone(),
+    }
+}
+
+/// The run's network settings.
+pub fn network(net: &NetArgs) -> Network {
+    Network {
+        retry: RetryPolicy {
+            times: net.retry_times,
+            ..RetryPolicy::default()
+        },
+        max_in_flight: net.max_requests as usize,
+        connect_timeout: std::time::Duration::from_secs(net.connect_timeout),
+        read_timeout: std::time::Duration::from_secs(net.read_timeout),
+    }
+}
+
+/// How to reach the source registries: credentials resolved, conflicts rejected.
+pub fn src_access(a: &SrcAccess, net: &NetArgs) -> Result<Access> {
+    Ok(Access {
+        credentials: src_credentials(a).resolve("src")?,
+        tls_verify: a.src_tls_verify,
+        cert_dir: a.src_cert_dir.clone(),
+        network: network(net),
+    })
+}
+
+/// How to reach the destination registry.
+#[derive(Clone, Debug)]
+pub struct Dest {
+    /// TLS, cert dir, network; and the `--dest-*` credentials when no ECR token is used.
+    pub access: Access,
+    /// `Some(region)` when the credentials come from ECR's `GetAuthorizationToken` (an ECR
+    /// host without explicit `--dest-*` credentials); the region is `--region`, else the host's.
+    pub ecr_region: Option<Option<String>>,
+    /// `--registry-endpoint`.
+    pub endpoint: Option<String>,
+}
+
+/// The destination settings for `registry`.
+pub fn dest(registry: &str, a: &DestAccess, aws: &AwsArgs, net: &NetArgs) -> Result<Dest> {
+    let flags = dest_credentials(a);
+    let credentials = flags.resolve("dest")?;
+    let explicit =
+        flags.creds.is_some() || flags.username.is_some() || flags.registry_token.is_some();
+    let ecr_region = match ecr_mirror_sync::ecr::parse_ecr_host(registry) {
+        Some(host) if !explicit && !flags.no_creds => {
+            Some(aws.region.clone().or(Some(host.region.clone())))
+        }
+        _ => None,
+    };
+    Ok(Dest {
+        access: Access {
+            credentials,
+            tls_verify: a.dest_tls_verify,
+            cert_dir: a.dest_cert_dir.clone(),
+            network: network(net),
+        },
+        ecr_region,
+        endpoint: endpoint(&aws.registry_endpoint)?,
+    })
+}
+
+/// The ECR data plane of an estate (`sync`, `list`, `verify`): token auth, TLS and network.
+pub fn ecr_dest(tls_verify: bool, aws: &AwsArgs, net: &NetArgs) -> Result<Dest> {
+    Ok(Dest {
+        access: Access {
+            credentials: CredentialSource::None,
+            tls_verify,
+            cert_dir: None,
+            network: network(net),
+        },
+        ecr_region: Some(aws.region.clone()),
+        endpoint: endpoint(&aws.registry_endpoint)?,
+    })
+}
+
+/// The estate settings of `sync`, `list` and `verify`, and the source access: every flag checked
+/// here, before any request.
+pub fn estate(
+    e: &EstateArgs,
+    default_platforms: PlatformFilter,
+) -> Result<(EstateOptions, Access)> {
+    let d = &e.discover;
+    if let Some(p) = &d.prefix {
+        if p.is_empty() || p.starts_with('/') || p.ends_with('/') {
+            return Err(Error::Usage(format!(
+                "--prefix {p:?}: give a repository path prefix without leading or trailing '/', e.g. mirror"
+            )));
+        }
+    }
+    let ecr = ecr_dest(e.dest_tls_verify, &e.aws, &e.net)?;
+    let opts = EstateOptions {
+        keys: TagKeys {
+            image: d.image_key.clone(),
+            tags: d.tag_key.clone(),
+            platforms: d.platforms_key.clone(),
+        },
+        prefix: d.prefix.clone(),
+        shard: shard_of(d.shard.as_deref())?,
+        default_platforms,
+        region: e.aws.region.clone(),
+        endpoint: ecr.endpoint,
+        ecr_access: ecr.access,
+    };
+    Ok((opts, src_access(&e.src_access, &e.net)?))
+}
+
+/// `--shard I/N`, else `$JOB_COMPLETION_INDEX` of `$ECR_MIRROR_SYNC_SHARD_COUNT`.
+fn shard_of(flag: Option<&str>) -> Result<Option<Shard>> {
+    let explicit = match flag {
+        Some(s) => Some(
+            s.parse::<Shard>()
+                .map_err(|e| Error::Usage(format!("--shard {s:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    shard::from_env(
+        explicit,
+        std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+        std::env::var("ECR_MIRROR_SYNC_SHARD_COUNT").ok().as_deref(),
+    )
+    .map_err(Error::Usage)
+}
+
+/// Validates `--registry-endpoint`.
+pub fn endpoint(e: &Option<String>) -> Result<Option<String>> {
+    match e {
+        None => Ok(None),
+        Some(s) => {
+            let u = url::Url::parse(s).map_err(|err| {
+                Error::Usage(format!(
+                    "--registry-endpoint {s:?} is not a URL ({err}); write e.g. http://127.0.0.1:5000"
+                ))
+            })?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err(Error::Usage(format!(
+                    "--registry-endpoint {s:?} must be an http:// or https:// URL with a host"
+                )));
+            }
+            Ok(Some(s.trim_end_matches('/').to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_flags() {
+        let mut a = PlatformArgs::default();
+        assert_eq!(platform_filter(&a).unwrap(), None);
+        a.override_os = Some("linux".into());
+        assert!(platform_filter(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("--override-arch"));
+        a.override_arch = Some("arm64".into());
+        a.override_variant = Some("v8".into());
+        assert_eq!(
+            platform_filter(&a).unwrap().unwrap().to_string(),
+            "linux/arm64/v8"
+        );
+        let a = PlatformArgs {
+            platform: vec!["linux/amd64".into(), "bad".into()],
+            ..Default::default()
+        };
+        assert!(platform_filter(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("\"bad\""));
+    }
+
+    #[test]
+    fn credential_flags_resolve_and_conflict() {
+        let f = CredentialFlags {
+            creds: Some(Secret::new("u:p:q")),
+            no_creds: false,
+            ..Default::default()
+        };
+        match f.resolve("src").unwrap() {
+            CredentialSource::Fixed(Credentials::Basic(b)) => {
+                assert_eq!(b.username, "u");
+                assert_eq!(b.password.expose(), "p:q");
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = CredentialFlags {
+            creds: Some(Secret::new("u:p")),
+            registry_token: Some(Secret::new("t")),
+            ..Default::default()
+        };
+        let e = f.resolve("dest").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--dest-creds"), "{e}");
+        let f = CredentialFlags {
+            username: Some("u".into()),
+            ..Default::default()
+        };
+        assert!(f
+            .resolve("src")
+            .unwrap_err()
+            .to_string()
+            .contains("--src-password"));
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("auth.json");
+        std::fs::write(&bad, "{not json").unwrap();
+        let f = CredentialFlags {
+            authfile: Some(bad),
+            ..Default::default()
+        };
+        let e = f.resolve("src").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("auth.json"), "{e}");
+    }
+
+    #[test]
+    fn endpoints() {
+        assert!(endpoint(&Some("127.0.0.1:5000".into())).is_err());
+        assert_eq!(
+            endpoint(&Some("http://127.0.0.1:5000/".into()))
+                .unwrap()
+                .unwrap(),
+            "http://127.0.0.1:5000"
+        );
+    }
+}

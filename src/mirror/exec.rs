@@ -1,0 +1,281 @@
+//! Execute: run the copies of a plan, `parallel` images at a time. One failing item never
+//! stops the others; SIGTERM/Ctrl-C stops new work, drops transfers in flight, and no tag
+//! moves after it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::mirror::error::{Failure, Label};
+use crate::mirror::plan::{Action, ActionKind, Item};
+use crate::mirror::sources::Sources;
+use crate::oci::copy::{Copy, CopyReport, Destination, NoProgress, Progress, RegistryImage};
+use crate::oci::{Registry, RegistryError};
+
+/// The result of one item.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Nothing to do.
+    Skipped,
+    /// Copied.
+    Copied(CopyReport),
+    /// Blocked by policy.
+    Blocked(Failure),
+    /// Failed, with the reason.
+    Failed(Failure),
+}
+
+impl Outcome {
+    /// `skipped`, `copied`, `blocked` or `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::Copied(_) => "copied",
+            Outcome::Blocked(_) => "blocked",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One executed action.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// What was planned.
+    pub action: Action,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Seconds it took.
+    pub secs: f64,
+}
+
+/// Runs a plan's copies, `parallel` at a time, calling `on_done` as each item finishes (in
+/// completion order). Returns every action with its outcome, in plan order.
+pub async fn execute(
+    plan: &[Action],
+    sources: &Sources,
+    dest: &Arc<Destination>,
+    parallel: usize,
+    signatures: bool,
+    cancel: &CancellationToken,
+    on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
+) -> Vec<Executed> {
+    let results = futures::stream::iter(plan.iter().enumerate().map(|(i, a)| async move {
+        let started = Instant::now();
+        let outcome = match &a.kind {
+            ActionKind::Skip => Outcome::Skipped,
+            ActionKind::Blocked(r) => Outcome::Blocked(r.clone()),
+            ActionKind::Error(r) => Outcome::Failed(r.clone()),
+            ActionKind::CopyMissing | ActionKind::CopyStale => {
+                if cancel.is_cancelled() {
+                    Outcome::Failed(Failure::new(
+                        Label::Cancelled,
+                        "cancelled before it started",
+                    ))
+                } else {
+                    match copy_one(a, sources, dest, signatures, cancel).await {
+                        Ok(r) => Outcome::Copied(r),
+                        Err(e) => Outcome::Failed(Failure::from(e)),
+                    }
+                }
+            }
+        };
+        let secs = started.elapsed().as_secs_f64();
+        on_done(a, &outcome, secs);
+        (i, outcome, secs)
+    }))
+    .buffer_unordered(parallel.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let mut by_index: Vec<Option<(Outcome, f64)>> = vec![None; plan.len()];
+    for (i, o, secs) in results {
+        by_index[i] = Some((o, secs));
+    }
+    plan.iter()
+        .cloned()
+        .zip(by_index)
+        .map(|(action, o)| {
+            let (outcome, secs) = o.expect("every item has an outcome");
+            Executed {
+                action,
+                outcome,
+                secs,
+            }
+        })
+        .collect()
+}
+
+async fn copy_one(
+    a: &Action,
+    sources: &Sources,
+    dest: &Arc<Destination>,
+    signatures: bool,
+    cancel: &CancellationToken,
+) -> Result<CopyReport, RegistryError> {
+    copy_with_progress(a, sources, dest, signatures, Arc::new(NoProgress), cancel).await
+}
+
+async fn copy_with_progress(
+    a: &Action,
+    sources: &Sources,
+    dest: &Arc<Destination>,
+    signatures: bool,
+    progress: Arc<dyn Progress>,
+    cancel: &CancellationToken,
+) -> Result<CopyReport, RegistryError> {
+    let source = crate::oci::TaggedRef::parse(a.source.as_deref().unwrap_or_default())
+        .map_err(|e| RegistryError::Config(e.to_string()))?;
+    let src = sources
+        .get(&source.image.registry)
+        .await
+        .map_err(|e| match e {
+            crate::mirror::error::Error::Registry(r) => r,
+            other => RegistryError::Config(other.to_string()),
+        })?;
+    let tag = a.tag.clone().unwrap_or_default();
+    let image = RegistryImage {
+        registry: &src,
+        repo: &source.image.repository,
+    };
+    let job = Copy {
+        src: &image,
+        src_reference: source.reference(),
+        dst: dest,
+        dst_repo: &a.repository,
+        dst_tag: &tag,
+        platforms: &a.platforms,
+        progress,
+        cancel,
+        signatures,
+        // Observed moments ago: the copy need not HEAD the tag again.
+        dst_current: Some(a.dest_digest.as_deref()),
+    };
+    tokio::select! {
+        r = job.run() => r,
+        _ = cancel.cancelled() => Err(RegistryError::Cancelled),
+    }
+}
+
+/// How `sync` executes its plan.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Images copied at once.
+    pub parallel: usize,
+    /// Copy cosign signature tags with the images.
+    pub signatures: bool,
+    /// Plan only; write nothing.
+    pub dry_run: bool,
+}
+
+/// What a `sync` did.
+#[derive(Debug)]
+pub struct SyncRun {
+    /// The plan, sorted by (repository, tag).
+    pub actions: Vec<Action>,
+    /// Every action with its outcome, in plan order (empty for a dry run).
+    pub results: Vec<Executed>,
+    /// Requests retried after transient failures, over every registry of the run.
+    pub retries: u64,
+    /// The lowest `RateLimit-Remaining` any registry reported.
+    pub rate_limit_remaining: Option<i64>,
+}
+
+/// The whole `sync` pipeline: discover and observe (pipelined), plan, and — unless
+/// `opts.dry_run` — execute, calling `on_done` as each item finishes.
+pub async fn sync(
+    estate: &crate::mirror::estate::EstateOptions,
+    sources: &Sources,
+    policy: &crate::policy::Policy,
+    opts: &SyncOptions,
+    cancel: &CancellationToken,
+    on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
+) -> crate::mirror::Result<SyncRun> {
+    use crate::mirror::estate;
+    let observe = estate::ObserveWith { sources, policy };
+    let (found, observation) = estate::load_observing(estate, Some(observe)).await?;
+    let actions = estate::plan_of(&found, &observation);
+    let dest = observation.map(|(d, _)| d);
+    let mut run = SyncRun {
+        actions,
+        results: vec![],
+        retries: 0,
+        rate_limit_remaining: None,
+    };
+    if opts.dry_run {
+        return Ok(run);
+    }
+    run.results = match &dest {
+        Some(d) => {
+            let destination = Arc::new(Destination::new(d.clone()));
+            execute(
+                &run.actions,
+                sources,
+                &destination,
+                opts.parallel,
+                opts.signatures,
+                cancel,
+                on_done,
+            )
+            .await
+        }
+        // No ECR repository at all, or only repository-level errors: nothing to run.
+        None => run
+            .actions
+            .iter()
+            .map(|a| Executed {
+                action: a.clone(),
+                outcome: match &a.kind {
+                    ActionKind::Error(e) => Outcome::Failed(e.clone()),
+                    _ => Outcome::Skipped,
+                },
+                secs: 0.0,
+            })
+            .collect(),
+    };
+    for r in sources.all().await.iter().chain(dest.iter()) {
+        run.retries += r.retries();
+        if let Some(v) = r.rate_limit_remaining() {
+            run.rate_limit_remaining = Some(run.rate_limit_remaining.map_or(v, |s| s.min(v)));
+        }
+    }
+    Ok(run)
+}
+
+/// `copy` as a one-item plan: observe both sides of `item`, apply the trust policy, and plan
+/// with the one in-sync rule ([`crate::mirror::plan`]). Execute the action with
+/// [`execute_one`] when it copies.
+pub async fn plan_one(
+    item: &Item,
+    sources: &Sources,
+    dest: &Registry,
+    policy: &crate::policy::Policy,
+) -> Action {
+    let observed = crate::mirror::observe::observe(
+        futures::stream::iter([item.clone()]),
+        sources,
+        dest,
+        policy,
+        1,
+    )
+    .await;
+    crate::mirror::plan::plan(std::slice::from_ref(item), &[], &observed)
+        .pop()
+        .expect("one item, one action")
+}
+
+/// Executes one planned copy, reporting bytes to `progress`. Cancellation stops it, and no tag
+/// moves after it.
+pub async fn execute_one(
+    a: &Action,
+    sources: &Sources,
+    dest: &Arc<Destination>,
+    signatures: bool,
+    progress: Arc<dyn Progress>,
+    cancel: &CancellationToken,
+) -> Result<CopyReport, RegistryError> {
+    tokio::select! {
+        r = copy_with_progress(a, sources, dest, signatures, progress, cancel) => r,
+        _ = cancel.cancelled() => Err(RegistryError::Cancelled),
+    }
+}

@@ -1,0 +1,16 @@
+//! What to mirror: the pure model the pipeline works on.
+
+use crate::oci::{ImageRef, PlatformFilter};
+
+/// One ECR repository marked for mirroring: where its images come from and which tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSpec {
+    /// The ECR repository name, e.g. `mirror/keda`.
+    pub repository: String,
+    /// The normalised upstream repository.
+    pub upstream: ImageRef,
+    /// The tags to mirror, in the order given, without duplicates.
+    pub tags: Vec<String>,
+    /// Which platforms to copy.
+    pub platforms: PlatformFilter,
+}

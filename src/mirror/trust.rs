@@ -1,0 +1,148 @@
+//! Applying the trust policy to a source image before it is copied, and finding its cosign
+//! signatures.
+//!
+//! Multi-arch images are evaluated per platform manifest that will be copied, as
+//! containers/image does: a signature on the index alone does not count. Requirements that need
+//! no signatures (`insecureAcceptAnything`, `reject`, the not-yet-supported kinds) are decided
+//! without any request, so a permissive policy adds nothing to a run.
+
+use std::path::PathBuf;
+
+use oci_client::manifest::OciImageManifest;
+
+use crate::mirror::error::{Error, Result};
+use crate::oci::manifest::{platform_string, select_children, Parsed};
+use crate::oci::Registry;
+use crate::oci::RegistryError;
+use crate::oci::{PlatformFilter, TaggedRef};
+use crate::policy::{
+    evaluate, locate, needs_signatures, ImageName, Policy, SignatureBlob, Verdict,
+    SIGNATURE_ANNOTATION, SIGNATURE_LAYER_MEDIA_TYPE,
+};
+
+/// The largest signature payload we read (a simple-signing payload is well under 1 KiB).
+const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
+
+/// Loads the policy from `--policy`, the user's or the system's file, or accepts anything with
+/// an explicit `--insecure-policy`.
+pub fn load(policy: &Option<PathBuf>, insecure: bool) -> Result<Policy> {
+    match (policy, insecure) {
+        (Some(p), true) => Err(Error::Usage(format!(
+            "--policy {} and --insecure-policy cannot be used together",
+            p.display()
+        ))),
+        (None, true) => Ok(Policy::insecure_accept_anything()),
+        (explicit, false) => {
+            let path = locate(explicit.as_deref())?;
+            Ok(Policy::from_file(&path)?)
+        }
+    }
+}
+
+/// The tag under which cosign stores the signatures of `digest`.
+pub fn signature_tag(digest: &str) -> String {
+    format!("{}.sig", digest.replacen(':', "-", 1))
+}
+
+/// Evaluates the policy for `source` as it would be copied with `platforms`.
+/// `Ok(None)`: allowed. `Ok(Some(reason))`: blocked.
+pub async fn check(
+    policy: &Policy,
+    src: &Registry,
+    source: &TaggedRef,
+    platforms: &PlatformFilter,
+) -> Result<Option<String>, RegistryError> {
+    let name = ImageName::parse(&source.to_string()).map_err(|e| RegistryError::Invalid {
+        what: source.to_string(),
+        reason: e.to_string(),
+    })?;
+    let reqs = policy.requirements_for(&name);
+    if !needs_signatures(reqs) {
+        return Ok(match evaluate(reqs, &name, "", &[]) {
+            Verdict::Accepted => None,
+            Verdict::Rejected(r) => Some(r.to_string()),
+        });
+    }
+    let repo = &source.image.repository;
+    let top = src.get_manifest(repo, source.reference()).await?;
+    let targets: Vec<(String, String)> = match top.parse(&source.to_string())? {
+        Parsed::Image(_) => vec![("image".to_string(), top.digest.clone())],
+        Parsed::Index(idx) => select_children(&idx, platforms)
+            .into_iter()
+            .map(|e| (platform_string(e), e.digest.clone()))
+            .collect(),
+    };
+    for (platform, digest) in targets {
+        let sigs = signatures(src, repo, &digest).await?;
+        if let Verdict::Rejected(r) = evaluate(reqs, &name, &digest, &sigs) {
+            return Ok(Some(format!("{platform} ({digest}): {r}")));
+        }
+    }
+    Ok(None)
+}
+
+/// The cosign signatures of `digest` in `repo`: the layers of the `sha256-<hex>.sig` manifest.
+pub async fn signatures(
+    src: &Registry,
+    repo: &str,
+    digest: &str,
+) -> Result<Vec<SignatureBlob>, RegistryError> {
+    let tag = signature_tag(digest);
+    let m = match src.get_manifest(repo, &tag).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let Parsed::Image(sig) = m.parse(&format!("{repo}:{tag}"))? else {
+        return Ok(vec![]);
+    };
+    read_payloads(src, repo, &sig).await
+}
+
+async fn read_payloads(
+    src: &Registry,
+    repo: &str,
+    sig: &OciImageManifest,
+) -> Result<Vec<SignatureBlob>, RegistryError> {
+    use futures::TryStreamExt;
+    let mut out = Vec::new();
+    for layer in &sig.layers {
+        if layer.media_type != SIGNATURE_LAYER_MEDIA_TYPE {
+            continue;
+        }
+        let size = layer.size as u64;
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(RegistryError::Invalid {
+                what: format!("signature payload {}", layer.digest),
+                reason: format!("larger than {MAX_PAYLOAD_BYTES} bytes"),
+            });
+        }
+        let payload: Vec<u8> = src
+            .blob_stream(repo, &layer.digest, size)
+            .await?
+            .try_fold(Vec::new(), |mut acc, c| async move {
+                acc.extend_from_slice(&c);
+                Ok(acc)
+            })
+            .await?;
+        let actual = crate::oci::manifest::sha256_digest(&payload);
+        if actual != layer.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("signature payload in {repo}"),
+                expected: layer.digest.clone(),
+                actual,
+            });
+        }
+        let signature_b64 = layer
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+            .cloned()
+            .unwrap_or_default();
+        out.push(SignatureBlob {
+            payload,
+            signature_b64,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,562 @@
+//! A small OCI distribution client for one registry: auth, retries, limits, streaming.
+//!
+//! Why not `oci_client::Client` for the requests: the copy engine needs the response headers
+//! (`Retry-After`, Docker Hub's `RateLimit-Remaining`, `Docker-Content-Digest`), a typed 404 on
+//! HEAD, client certificates (`client.cert`/`client.key` in a cert dir), a per-registry bound on
+//! requests in flight, and a blob upload whose body is a verifying stream. oci-client 0.18
+//! exposes none of those, so this module speaks the distribution API over `reqwest` (the same
+//! HTTP stack oci-client uses) and keeps using oci-client's reference and manifest model.
+//!
+//! Retries: idempotent requests are retried here with the `backoff` crate (exponential, with
+//! jitter, capped), on connect/reset/timeout errors, 408, 429 and 5xx, honouring
+//! `Retry-After` (seconds or HTTP-date). A blob stream cannot be replayed, so blob transfers are
+//! retried as a whole by the copy engine, through [`Registry::retrying`].
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+
+use super::manifest::{accept_header, classify, sha256_digest, Manifest, MAX_MANIFEST_BYTES};
+use super::transport::auth::{Challenge, Secret};
+use super::transport::{transport_err, Access, RegistryConfig, Stats};
+use super::RegistryError;
+
+/// Blobs up to this size are uploaded with one `PUT` carrying the body (after the `POST` that
+/// opens the session); larger ones with `PATCH` + an empty `PUT`. Below 1 MiB the saved round
+/// trip is a large share of the blob's cost (configs, small layers); above it, it is noise next
+/// to the transfer, and a separate `PATCH` is what every registry has been tested with.
+pub const MONOLITHIC_MAX: u64 = 1 << 20;
+
+/// What a manifest HEAD found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// `Docker-Content-Digest`.
+    pub digest: String,
+    /// `Content-Type`.
+    pub media_type: String,
+}
+
+/// The result of a cross-repository mount request.
+#[derive(Debug)]
+pub enum Mount {
+    /// The blob is now in the target repository.
+    Mounted,
+    /// The registry did not mount; it opened an upload session at this location instead.
+    Upload(String),
+}
+
+/// A client for one registry. Cheap to share behind an `Arc`.
+pub struct Registry {
+    pub(super) cfg: RegistryConfig,
+    pub(super) http: reqwest::Client,
+    pub(super) base: OnceCell<(String, Challenge)>,
+    pub(super) tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    pub(super) limit: Arc<Semaphore>,
+    /// Per repository: its tag list, read at most once per run ([`Registry::listed_tags`]).
+    pub(super) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
+    /// Counters for the run report.
+    pub stats: Stats,
+}
+
+/// A repository's tags, as one listing returned them.
+pub type TagSet = Arc<std::collections::HashSet<String>>;
+
+/// The largest tag list [`Registry::listed_tags`] reads (a one-page list of ~20,000 tags).
+const MAX_TAG_LIST_BYTES: usize = 1 << 20;
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("registry", &self.cfg.registry)
+            .finish()
+    }
+}
+
+/// A blob body as a stream of chunks.
+pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
+
+impl Registry {
+    /// HEADs a manifest. `Ok(None)` on 404.
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
+        let what = format!("manifest {repo}:{reference}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let accept = accept_header();
+        let res = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::HEAD,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::OK, StatusCode::NOT_FOUND],
+                    &|rb| rb.header(ACCEPT, accept.as_str()),
+                )
+                .await
+            })
+            .await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let h = res.headers();
+        let digest = h
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let media_type = h
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        match digest {
+            Some(d) => Ok(Some(ManifestHead {
+                digest: d,
+                media_type,
+            })),
+            // A registry that omits the digest on HEAD (the spec says SHOULD): fall back to GET.
+            None => {
+                let m = self.get_manifest(repo, reference).await?;
+                Ok(Some(ManifestHead {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                }))
+            }
+        }
+    }
+
+    /// GETs a manifest: at most [`MAX_MANIFEST_BYTES`], media type checked against the body,
+    /// digest computed from the bytes and checked against the reference (when it is a digest)
+    /// and against `Docker-Content-Digest`.
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Manifest, RegistryError> {
+        let what = format!("manifest {repo}:{reference}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let accept = accept_header();
+        self.retrying(&what, || async {
+            let res = self
+                .send(
+                    Method::GET,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::OK],
+                    &|rb| rb.header(ACCEPT, accept.as_str()),
+                )
+                .await?;
+            let header_type = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let header_digest = res
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if res
+                .content_length()
+                .is_some_and(|l| l > MAX_MANIFEST_BYTES as u64)
+            {
+                return Err(too_large(&what));
+            }
+            let mut body = Vec::new();
+            let mut stream = res.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, &what, &e))?;
+                if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                    return Err(too_large(&what));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let digest = sha256_digest(&body);
+            if reference.starts_with("sha256:") && reference != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: what.clone(),
+                    expected: reference.to_string(),
+                    actual: digest,
+                });
+            }
+            if let Some(h) = header_digest.filter(|h| h.starts_with("sha256:")) {
+                if h != digest {
+                    return Err(RegistryError::DigestMismatch {
+                        what: what.clone(),
+                        expected: h,
+                        actual: digest,
+                    });
+                }
+            }
+            let media_type = classify(&body, header_type.as_deref(), &what)?;
+            Ok(Manifest {
+                bytes: Bytes::from(body),
+                media_type,
+                digest,
+            })
+        })
+        .await
+    }
+
+    /// PUTs a manifest's exact bytes at `reference` (a tag or its digest).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        m: &Manifest,
+    ) -> Result<(), RegistryError> {
+        let what = format!("manifest {repo}:{reference}");
+        let scopes = Self::scope_key(repo, Access::Push, None);
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.retrying(&what, || async {
+            self.send(
+                Method::PUT,
+                &path,
+                &scopes,
+                &what,
+                &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
+                &|rb| {
+                    rb.header(CONTENT_TYPE, m.media_type.as_str())
+                        .body(m.bytes.clone())
+                },
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The tags of `repo`, listed once per run and shared by every caller (`GET
+    /// /v2/<repo>/tags/list`). `None` when the list is not complete in one response (a `Link`
+    /// to a next page, or more than 1 MiB) or cannot be read at all: then the caller asks
+    /// about each tag it cares about instead. Used to skip the per-digest HEADs of cosign
+    /// `.sig` tags that most upstream images do not have.
+    pub async fn listed_tags(&self, repo: &str) -> Option<TagSet> {
+        let cell = self
+            .tag_lists
+            .lock()
+            .expect("not poisoned")
+            .entry(repo.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            match self.list_tags_once(repo).await {
+                Ok(tags) => tags,
+                Err(e) => {
+                    tracing::debug!(registry = %self.cfg.registry, repo, error = %e,
+                        "cannot list tags; signature tags are looked up one by one");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+    }
+
+    async fn list_tags_once(&self, repo: &str) -> Result<Option<TagSet>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("tag list of {repo}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let path = format!("/v2/{repo}/tags/list");
+        self.retrying(&what, || async {
+            let res = self
+                .send(
+                    Method::GET,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::OK],
+                    &|rb| rb,
+                )
+                .await?;
+            if res.headers().contains_key(reqwest::header::LINK)
+                || res
+                    .content_length()
+                    .is_some_and(|l| l > MAX_TAG_LIST_BYTES as u64)
+            {
+                return Ok(None);
+            }
+            let mut body = Vec::new();
+            let mut stream = res.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, &what, &e))?;
+                if body.len() + chunk.len() > MAX_TAG_LIST_BYTES {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let list: TagList =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                    what: what.clone(),
+                    reason: format!("not a tag list: {e}"),
+                })?;
+            Ok(Some(Arc::new(
+                list.tags.unwrap_or_default().into_iter().collect(),
+            )))
+        })
+        .await
+    }
+
+    /// HEADs a blob: whether the repository has it.
+    pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
+        let what = format!("blob {repo}@{digest}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        let r = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::HEAD,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::OK, StatusCode::NOT_FOUND],
+                    &|rb| rb,
+                )
+                .await
+            })
+            .await?;
+        Ok(r.status() == StatusCode::OK)
+    }
+
+    /// GETs a blob as a stream (redirects to a CDN are followed; reqwest drops the
+    /// `Authorization` header when the host changes). The request permit is held until the
+    /// stream ends. `Content-Length`, when sent, must equal `size`.
+    pub async fn blob_stream(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<ByteStream, RegistryError> {
+        let what = format!("blob {repo}@{digest}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        let res = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::GET,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::OK],
+                    &|rb| rb,
+                )
+                .await
+            })
+            .await?;
+        if let Some(len) = res.content_length() {
+            if len != size {
+                return Err(RegistryError::SizeMismatch {
+                    what,
+                    expected: size,
+                    actual: len,
+                });
+            }
+        }
+        let permit = self.limit.clone().acquire_owned().await.expect("open");
+        let registry = self.cfg.registry.clone();
+        let s = res
+            .bytes_stream()
+            .map_err(move |e| transport_err(&registry, &what, &e));
+        Ok(Box::pin(s.map(move |x| {
+            let _hold = &permit;
+            x
+        })))
+    }
+
+    /// Asks the registry to mount `digest` from `from` into `repo`.
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        from: &str,
+    ) -> Result<Mount, RegistryError> {
+        let what = format!("mount {digest} from {from} into {repo}");
+        let scopes = Self::scope_key(repo, Access::Push, Some(from));
+        let path = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}");
+        let r = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::POST,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::CREATED, StatusCode::ACCEPTED],
+                    &|rb| rb.header(reqwest::header::CONTENT_LENGTH, "0"),
+                )
+                .await
+            })
+            .await?;
+        if r.status() == StatusCode::CREATED {
+            Ok(Mount::Mounted)
+        } else {
+            Ok(Mount::Upload(self.location(&r, &what)?))
+        }
+    }
+
+    fn location(&self, r: &reqwest::Response, what: &str) -> Result<String, RegistryError> {
+        let loc = r
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Invalid {
+                what: what.to_string(),
+                reason: "upload response has no Location header".into(),
+            })?;
+        // Relative locations are resolved against the request URL.
+        Ok(r.url()
+            .join(loc)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| loc.to_string()))
+    }
+
+    /// Opens an upload session and returns its location.
+    pub async fn start_upload(&self, repo: &str) -> Result<String, RegistryError> {
+        let what = format!("upload to {repo}");
+        let scopes = Self::scope_key(repo, Access::Push, None);
+        let path = format!("/v2/{repo}/blobs/uploads/");
+        let r = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::POST,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::ACCEPTED],
+                    &|rb| rb.header(reqwest::header::CONTENT_LENGTH, "0"),
+                )
+                .await
+            })
+            .await?;
+        self.location(&r, &what)
+    }
+
+    /// Streams `body` into the upload session and commits it.
+    ///
+    /// Up to [`MONOLITHIC_MAX`] bytes go as one `PUT ?digest=` carrying the body (the spec's
+    /// "monolithic" POST + PUT: two requests per blob instead of three; oras does the same,
+    /// and ECR accepts it). Larger blobs go as one `PATCH` and an empty closing `PUT`, the
+    /// way containers/image and crane stream them. Either way the body stream verifies the
+    /// digest itself and fails before its end on a mismatch, so a corrupt blob is never
+    /// committed (and the registry checks the digest of a PUT body too). Not retried here:
+    /// the stream is consumed; the caller retries the whole transfer.
+    pub async fn upload_stream(
+        &self,
+        repo: &str,
+        location: &str,
+        digest: &str,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<(), RegistryError> {
+        let what = format!("blob {repo}@{digest}");
+        let scopes = Self::scope_key(repo, Access::Push, None);
+        let commit_ok = [
+            StatusCode::CREATED,
+            StatusCode::NO_CONTENT,
+            StatusCode::ACCEPTED,
+        ];
+        let body = std::sync::Mutex::new(Some(body));
+        let with_body = |rb: reqwest::RequestBuilder| {
+            let rb = rb
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, size.to_string());
+            match body.lock().expect("not poisoned").take() {
+                Some(s) => rb.body(reqwest::Body::wrap_stream(s)),
+                // Not reached: `send_with(.., false, ..)` never builds twice.
+                None => rb.body(Vec::<u8>::new()),
+            }
+        };
+        let commit_url = |loc: &str| {
+            let sep = if loc.contains('?') { '&' } else { '?' };
+            format!("{loc}{sep}digest={digest}")
+        };
+        if size <= MONOLITHIC_MAX {
+            self.send_with(
+                Method::PUT,
+                &commit_url(location),
+                &scopes,
+                &what,
+                &commit_ok,
+                false,
+                &with_body,
+            )
+            .await?;
+            return Ok(());
+        }
+        let r = self
+            .send_with(
+                Method::PATCH,
+                location,
+                &scopes,
+                &what,
+                &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                false,
+                &with_body,
+            )
+            .await?;
+        let loc = self.location(&r, &what)?;
+        self.send(
+            Method::PUT,
+            &commit_url(&loc),
+            &scopes,
+            &what,
+            &commit_ok,
+            &|rb| rb.header(reqwest::header::CONTENT_LENGTH, "0"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Abandons an upload session (best effort; the registry garbage-collects it anyway).
+    pub async fn abort_upload(&self, repo: &str, location: &str) {
+        let scopes = Self::scope_key(repo, Access::Push, None);
+        let what = format!("abort upload to {repo}");
+        let _ = self
+            .send(
+                Method::DELETE,
+                location,
+                &scopes,
+                &what,
+                &[
+                    StatusCode::NO_CONTENT,
+                    StatusCode::OK,
+                    StatusCode::ACCEPTED,
+                    StatusCode::NOT_FOUND,
+                ],
+                &|rb| rb,
+            )
+            .await;
+    }
+
+    /// Last `RateLimit-Remaining` seen, if any.
+    pub fn rate_limit_remaining(&self) -> Option<i64> {
+        let v = self.stats.rate_limit_remaining.load(Ordering::Relaxed);
+        (v >= 0).then_some(v)
+    }
+
+    /// Number of retried requests.
+    pub fn retries(&self) -> u64 {
+        self.stats.retries.load(Ordering::Relaxed)
+    }
+}
+
+fn too_large(what: &str) -> RegistryError {
+    RegistryError::Invalid {
+        what: what.to_string(),
+        reason: format!("manifest is larger than the {MAX_MANIFEST_BYTES}-byte limit"),
+    }
+}

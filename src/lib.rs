@@ -30,6 +30,7 @@ pub mod settings;
 pub mod shard;
 pub mod spec;
 pub mod sync;
+pub mod tag_rule;
 pub mod telemetry;
 pub mod trust;
 pub mod verify;

@@ -28,7 +28,7 @@
 //! Errors ([`RuleError`]) are per repository and name the faulty word; the caller prefixes the
 //! repository and sets the configured key name with [`RuleError::with_key`].
 //!
-//! Decisions (see `docs/ecr-tags.md`, "upstream-tag-rule"):
+//! Decisions (documented for users in `docs/ecr-tags.md`, "Tag rules"):
 //! - Numbers of any length are versions and compare by value (no overflow, no `u64` limit).
 //! - `+` (build metadata) never occurs in an image tag; a string with `+` is not a version, and
 //!   `min=`/`below=` with `+` is an error.

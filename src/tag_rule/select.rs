@@ -68,7 +68,7 @@ impl fmt::Display for Reason {
             Reason::Prerelease => "a pre-release",
             Reason::OutsideSemver => "outside semver",
             Reason::BelowMin => "below min",
-            Reason::NotBelow => "not below below",
+            Reason::NotBelow => "at or above below",
             Reason::Excluded => "excluded",
             Reason::BeyondNewest => "beyond newest",
         })

@@ -852,3 +852,37 @@ mod properties {
         }
     }
 }
+
+/// The examples and error messages in docs/ecr-tags.md are what the code does.
+#[test]
+fn docs_examples_hold() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ecr-tags.md");
+    let doc = std::fs::read_to_string(path).expect("docs/ecr-tags.md");
+    let section = doc
+        .split("### Examples\n")
+        .nth(1)
+        .expect("an Examples section under the rule");
+    let mut rows = 0;
+    for line in section.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        let (rule, tags, expected) = (cells[1], cells[2], cells[3]);
+        let tags: Vec<&str> = tags.split(' ').collect();
+        let (selected, _) = run(rule, &tags);
+        assert_eq!(selected.join(" "), expected, "docs example {rule:?}");
+        rows += 1;
+    }
+    assert!(rows >= 5, "{rows} example rows");
+
+    let prefix = "repository \"mirror/keda\": upstream-tag-rule word \"";
+    let mut errors = 0;
+    for line in doc.lines().filter(|l| l.starts_with(prefix)) {
+        let word = &line[prefix.len()..line[prefix.len()..].find('"').unwrap() + prefix.len()];
+        let err = TagRule::parse(word).expect_err(word);
+        assert_eq!(line, format!("repository \"mirror/keda\": {err}"));
+        errors += 1;
+    }
+    assert!(errors >= 5, "{errors} documented errors");
+}

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod shard;
 pub mod sources;
 pub mod spec;
+pub mod tag_rule;
 pub mod tags;
 pub mod trust;
 pub mod verify;

@@ -21,6 +21,7 @@ pub mod error;
 pub mod import;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod registry;

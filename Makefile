@@ -17,7 +17,8 @@ deps: apt-deps py-deps helm-deps ## install the real components the tests, demo 
 apt-deps:
 	@missing=""; \
 	for b in docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo hyperfine:hyperfine openssl:openssl \
-	         promtool:prometheus prometheus-pushgateway:prometheus-pushgateway npm:npm python3:python3; do \
+	         promtool:prometheus prometheus-pushgateway:prometheus-pushgateway \
+	         prometheus-node-exporter:prometheus-node-exporter npm:npm python3:python3; do \
 	  cmd=$${b%%:*}; pkg=$${b##*:}; command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \

@@ -1254,15 +1254,17 @@ mod tests {
         assert!(!e.contains("secret"), "{e}");
     }
 
-    /// A real Pushgateway on a free loopback port, stopped on drop.
-    struct Pushgateway {
+    /// A real server (the Pushgateway, node-exporter) on a free loopback port, stopped on drop.
+    struct Server {
         child: Child,
         url: String,
     }
 
-    impl Pushgateway {
-        async fn start() -> Self {
-            let bin = tool("prometheus-pushgateway", "PUSHGATEWAY_BIN");
+    impl Server {
+        /// Starts `name` (found on PATH, or `$env`) with `--web.listen-address=127.0.0.1:PORT` and `args`, and
+        /// waits until `ready` answers 2xx.
+        async fn start(name: &str, env: &str, args: &[String], ready: &str) -> Self {
+            let bin = tool(name, env);
             for _attempt in 0..5 {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")
                     .unwrap()
@@ -1271,8 +1273,7 @@ mod tests {
                     .port();
                 let mut child = Command::new(&bin)
                     .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                    .arg("--persistence.file=")
-                    .arg("--log.level=warn")
+                    .args(args)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -1283,7 +1284,7 @@ mod tests {
                     if let Ok(Some(_)) = child.try_wait() {
                         break; // the port was taken meanwhile: try another
                     }
-                    if let Ok(r) = client.get(format!("{url}/-/ready")).send().await {
+                    if let Ok(r) = client.get(format!("{url}{ready}")).send().await {
                         if r.status().is_success() {
                             return Self { child, url };
                         }
@@ -1293,7 +1294,18 @@ mod tests {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            panic!("prometheus-pushgateway did not become ready on a loopback port");
+            panic!("{name} did not become ready on a loopback port");
+        }
+
+        /// A Pushgateway without persistence.
+        async fn pushgateway() -> Self {
+            Self::start(
+                "prometheus-pushgateway",
+                "PUSHGATEWAY_BIN",
+                &["--persistence.file=".into(), "--log.level=warn".into()],
+                "/-/ready",
+            )
+            .await
         }
 
         async fn metrics(&self) -> String {
@@ -1306,11 +1318,63 @@ mod tests {
         }
     }
 
-    impl Drop for Pushgateway {
+    impl Drop for Server {
         fn drop(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    /// node-exporter's textfile collector reads the file as written (and would report a parse error in
+    /// `node_textfile_scrape_error`), and ignores the temporary name.
+    #[tokio::test]
+    async fn node_exporter_reads_the_metrics_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ecr_mirror_sync.prom");
+        write_file_atomic(&path, &sample()).unwrap();
+        let ne = Server::start(
+            "prometheus-node-exporter",
+            "NODE_EXPORTER_BIN",
+            &[
+                "--collector.disable-defaults".into(),
+                "--collector.textfile".into(),
+                format!("--collector.textfile.directory={}", dir.path().display()),
+                "--log.level=warn".into(),
+            ],
+            "/",
+        )
+        .await;
+        let text = ne.metrics().await;
+        assert_eq!(
+            value(&text, "node_textfile_scrape_error", &[]).as_deref(),
+            Some("0"),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "ecr_mirror_sync_items", &[("outcome", "failed")]).as_deref(),
+            Some("3"),
+            "{text}"
+        );
+        let series = pushed(&text, "ecr_mirror_sync_tag_in_sync", &[]);
+        assert_eq!(series.len(), 7, "{text}");
+        // A second write while it serves: the next scrape has the new values.
+        let mut ok = sample();
+        ok.success = true;
+        ok.outcomes.truncate(2);
+        write_file_atomic(&path, &ok).unwrap();
+        let text = ne.metrics().await;
+        assert_eq!(
+            value(&text, "node_textfile_scrape_error", &[]).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            value(&text, "ecr_mirror_sync_items", &[("outcome", "failed")]).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            value(&text, "ecr_mirror_sync_last_run_success", &[]).as_deref(),
+            Some("1")
+        );
     }
 
     /// Samples of `name` whose labels include `want`.
@@ -1337,7 +1401,7 @@ mod tests {
 
     #[tokio::test]
     async fn push_reaches_a_real_pushgateway() {
-        let pg = Pushgateway::start().await;
+        let pg = Server::pushgateway().await;
 
         // Unsharded and successful: PUT to /metrics/job/<job>.
         let mut ok = sample();

@@ -788,3 +788,61 @@ fn parliament_findings_are_all_explained() {
     let wide = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
     assert!(!parliament(wide).is_empty());
 }
+
+/// Every PromQL example in docs/metrics.md parses: each is handed to `promtool check rules` as a recording rule.
+/// In a ```promql block an expression is a line and the indented lines under it.
+#[test]
+fn the_promql_in_docs_metrics_md_parses() {
+    let doc = std::fs::read_to_string(manifest_dir().join("docs/metrics.md")).unwrap();
+    let mut exprs: Vec<String> = Vec::new();
+    let mut in_block = false;
+    let mut current = String::new();
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block && line.trim() == "```promql";
+            if !current.is_empty() {
+                exprs.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            if !current.is_empty() {
+                exprs.push(std::mem::take(&mut current));
+            }
+        } else {
+            // An indented line continues the expression above; any other starts a new one.
+            if !line.starts_with(' ') && !current.is_empty() {
+                exprs.push(std::mem::take(&mut current));
+            }
+            current.push_str(t);
+            current.push(' ');
+        }
+    }
+    assert!(exprs.len() >= 8, "found only {exprs:?}");
+    let rules: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"record": format!("docs:example_{i}"), "expr": e.trim()}))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docs.yaml");
+    std::fs::write(
+        &file,
+        serde_json::to_string(&json!({"groups": [{"name": "docs", "rules": rules}]})).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules on docs/metrics.md's PromQL: {}\n{exprs:#?}",
+        text(&out)
+    );
+}

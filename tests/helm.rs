@@ -889,3 +889,39 @@ fn pod_failure_policy_fits_kubernetes_1_27() {
         ("DisruptionTarget", "True")
     );
 }
+
+/// The install notes say where metrics go, and warn when the rule was asked for but the cluster cannot have it.
+/// (`helm install --dry-run=client` has no `--api-versions`, so offline the cluster never serves the CRD; the rule
+/// itself is tested with `helm template --api-versions` above.)
+#[test]
+fn notes_tell_about_metrics() {
+    let helm = Helm::new();
+    let args: Vec<OsString> = vec![
+        "install".into(),
+        RELEASE.into(),
+        chart_dir().into(),
+        "--dry-run=client".into(),
+        "--namespace".into(),
+        NAMESPACE.into(),
+        "--set".into(),
+        "metrics.prometheusRule.enabled=true".into(),
+        "--set".into(),
+        "metrics.pushgateway.url=http://pg.monitoring:9091".into(),
+    ];
+    let out = helm.run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let notes = &stdout[stdout.find("NOTES:").expect("notes")..];
+    assert!(
+        notes.contains("Metrics: pushed to http://pg.monitoring:9091 as job=\"ecr-mirror-sync\""),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("does not serve monitoring.coreos.com/v1"),
+        "{notes}"
+    );
+}

@@ -16,17 +16,25 @@ deps: apt-deps py-deps helm-deps ## install the real components the tests, demo 
 
 apt-deps:
 	@missing=""; \
-	for b in docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo hyperfine:hyperfine openssl:openssl; do \
+	for b in docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo hyperfine:hyperfine openssl:openssl \
+	         promtool:prometheus prometheus-pushgateway:prometheus-pushgateway \
+	         prometheus-node-exporter:prometheus-node-exporter npm:npm python3:python3; do \
 	  cmd=$${b%%:*}; pkg=$${b##*:}; command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# One venv for every Python tool: moto (the ECR API), kubernetes-validate (the chart against Kubernetes' JSON
+# schemas) and parliament (the IAM policies). Each is installed only when missing.
 py-deps:
-	@[ -x $(VENV)/bin/moto_server ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'moto[server]>=5.1,<6'; }
+	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+	@[ -x $(VENV)/bin/moto_server ] || $(VENV)/bin/pip install -q 'moto[server]>=5.1,<6'
+	@[ -x $(VENV)/bin/kubernetes-validate ] || $(VENV)/bin/pip install -q 'kubernetes-validate>=1.37,<2'
+	@[ -x $(VENV)/bin/parliament ] || $(VENV)/bin/pip install -q 'parliament>=1.6,<2'
 
 helm-deps:
 	@bash .ci/install-helm.sh >/dev/null

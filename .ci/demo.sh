@@ -78,7 +78,10 @@ say "what a sync would do (both digests, nothing written)"
 run "$BIN" sync --dry-run || true
 
 say "sync (exit code 1: mirror/broken and redis:7.4 fail, everything else is mirrored)"
-run "$BIN" sync && echo "exit 0" || echo "exit $?"
+run "$BIN" sync --metrics-file "$WORK/ecr_mirror_sync.prom" && echo "exit 0" || echo "exit $?"
+
+say "the sync's Prometheus metrics (--metrics-file, for node-exporter's textfile collector; docs/metrics.md)"
+grep -v '^# HELP' "$WORK/ecr_mirror_sync.prom"
 
 say "sync again: a no-op, one HEAD per tag on each side"
 : > "$WORK/ecr/access.log"; : > "$WORK/upstream/access.log"

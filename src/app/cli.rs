@@ -328,6 +328,30 @@ pub struct SyncArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub estate: EstateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub metrics: MetricsArgs,
+}
+
+/// Prometheus metrics of a run (docs/metrics.md).
+#[derive(Debug, Clone, Args, Default)]
+pub struct MetricsArgs {
+    /// Write the run's metrics in the Prometheus text format to FILE (atomically), for
+    /// node-exporter's textfile collector.
+    #[arg(long, value_name = "FILE", env = "ECR_MIRROR_SYNC_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of the run (also after
+    /// SIGTERM). A failed push is a warning, not a failed run.
+    #[arg(long, value_name = "URL", env = "ECR_MIRROR_SYNC_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    /// The Pushgateway grouping key `job` (the shard is added when sharded).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "ecr-mirror-sync",
+        env = "ECR_MIRROR_SYNC_METRICS_JOB"
+    )]
+    pub metrics_job: String,
 }
 
 /// `list`.

@@ -301,6 +301,60 @@ fn shard_of(flag: Option<&str>) -> Result<Option<Shard>> {
     .map_err(Error::Usage)
 }
 
+/// Where a run's metrics go, checked before any request.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// `--metrics-file`.
+    pub file: Option<PathBuf>,
+    /// `--pushgateway`, validated.
+    pub pushgateway: Option<String>,
+    /// `--metrics-job`.
+    pub job: String,
+}
+
+/// The metrics settings: the Pushgateway must be an http(s) URL; the job a plain name; the
+/// metrics file's directory must exist.
+pub fn metrics(a: &crate::app::cli::MetricsArgs) -> Result<Metrics> {
+    if let Some(u) = &a.pushgateway {
+        // Never echo the URL itself: it may carry user:password.
+        let parsed = url::Url::parse(u).map_err(|e| {
+            Error::Usage(format!(
+                "--pushgateway: not a URL ({e}); write e.g. http://pushgateway.monitoring:9091"
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(Error::Usage(
+                "--pushgateway must be an http:// or https:// URL with a host".into(),
+            ));
+        }
+    }
+    if a.metrics_job.is_empty()
+        || !a
+            .metrics_job
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::Usage(format!(
+            "--metrics-job {:?}: use letters, digits, '-', '_' and '.'",
+            a.metrics_job
+        )));
+    }
+    if let Some(f) = &a.metrics_file {
+        let dir = f.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) || f.is_dir() {
+            return Err(Error::Usage(format!(
+                "--metrics-file {}: its directory does not exist, or it is a directory",
+                f.display()
+            )));
+        }
+    }
+    Ok(Metrics {
+        file: a.metrics_file.clone(),
+        pushgateway: a.pushgateway.clone(),
+        job: a.metrics_job.clone(),
+    })
+}
+
 /// Validates `--registry-endpoint`.
 pub fn endpoint(e: &Option<String>) -> Result<Option<String>> {
     match e {

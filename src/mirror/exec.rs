@@ -179,6 +179,20 @@ pub struct SyncRun {
     pub retries: u64,
     /// The lowest `RateLimit-Remaining` any registry reported.
     pub rate_limit_remaining: Option<i64>,
+    /// Per registry of the run: its name, requests sent by method, and its last
+    /// `RateLimit-Remaining` (when it sends one).
+    pub registries: Vec<RegistryStats>,
+}
+
+/// What one registry saw of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryStats {
+    /// `host[:port]`.
+    pub registry: String,
+    /// Requests sent, by method.
+    pub requests: Vec<(&'static str, u64)>,
+    /// The last `RateLimit-Remaining` it sent.
+    pub rate_limit_remaining: Option<i64>,
 }
 
 /// The whole `sync` pipeline: discover and observe (pipelined), plan, and — unless
@@ -201,6 +215,7 @@ pub async fn sync(
         results: vec![],
         retries: 0,
         rate_limit_remaining: None,
+        registries: vec![],
     };
     if opts.dry_run {
         return Ok(run);
@@ -238,6 +253,11 @@ pub async fn sync(
         if let Some(v) = r.rate_limit_remaining() {
             run.rate_limit_remaining = Some(run.rate_limit_remaining.map_or(v, |s| s.min(v)));
         }
+        run.registries.push(RegistryStats {
+            registry: r.name().to_string(),
+            requests: r.stats.requests(),
+            rate_limit_remaining: r.rate_limit_remaining(),
+        });
     }
     Ok(run)
 }

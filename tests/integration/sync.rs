@@ -1907,3 +1907,92 @@ async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child()
         "--repository limits the check: {out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. Metrics (issue 17): the metrics file passes promtool, the push reaches a real Pushgateway
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_writes_a_metrics_file_and_pushes_to_a_real_pushgateway() {
+    use crate::support::{promtool_check_metrics, Pushgateway};
+    let s = Services::start();
+    let pg = Pushgateway::start().await;
+    let image = img(901, Format::Oci);
+    s.push_up("up/m", "v1", &image).await;
+    s.create_repo(
+        "mirror/m",
+        &[
+            ("upstream-image", &s.upstream("up/m")),
+            ("upstream-tags", "v1/v404"),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ecr_mirror_sync.prom");
+    let run = s
+        .run(&as_strs(&sync_json(&[
+            "--metrics-file",
+            file.to_str().unwrap(),
+            "--pushgateway",
+            &pg.url,
+            "--metrics-job",
+            "team-a",
+        ])))
+        .await;
+    let ctx = run.ctx();
+    run.assert_code(1); // v404 does not exist upstream
+    let text = std::fs::read_to_string(&file).unwrap();
+    promtool_check_metrics(&file).unwrap_or_else(|e| panic!("promtool: {e}\n{text}"));
+    for want in [
+        "ecr_mirror_sync_items{outcome=\"copied\"} 1",
+        "ecr_mirror_sync_items{outcome=\"failed\"} 1",
+        "ecr_mirror_sync_failures{outcome=\"failed\",label=\"upstream-not-found\"} 1",
+        "ecr_mirror_sync_tag_in_sync{repository=\"mirror/m\",tag=\"v1\"} 1",
+        "ecr_mirror_sync_tag_in_sync{repository=\"mirror/m\",tag=\"v404\"} 0",
+        "ecr_mirror_sync_last_run_success 0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}\n{ctx}");
+    }
+    // Requests by registry and method: the ECR side (named by its registry host, not by the
+    // endpoint the requests were sent to) got the blob uploads.
+    let ecr_host = format!("registry=\"{MOTO_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com\"");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ecr_mirror_sync_requests{")
+                && l.contains(&ecr_host)
+                && l.contains("method=\"PUT\"")),
+        "no PUT count for the ECR registry in\n{text}"
+    );
+    assert!(
+        !text.contains(MOTO_ECR_PASSWORD),
+        "a credential reached the metrics"
+    );
+    let pushed = pg.metrics().await;
+    assert!(
+        pushed
+            .lines()
+            .any(|l| l.starts_with("ecr_mirror_sync_items{")
+                && l.contains("job=\"team-a\"")
+                && l.contains("outcome=\"copied\"")
+                && l.ends_with(" 1")),
+        "the push did not reach the Pushgateway:\n{pushed}"
+    );
+    // A failed push is a warning, never a failed run: a closed port changes nothing.
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let again = s
+        .run(&as_strs(&sync_json(&["--pushgateway", &closed])))
+        .await;
+    again.assert_code(1);
+    assert!(
+        String::from_utf8_lossy(&again.out.stderr).contains("could not push the metrics"),
+        "{}",
+        again.ctx()
+    );
+}

@@ -20,6 +20,19 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     let default_platforms = settings::platform_filter(&a.platforms)?.unwrap_or_default();
     let (estate, src) = settings::estate(&a.estate, default_platforms)?;
     let policy = trust::load(&a.policy.policy, a.policy.insecure_policy)?;
+    let metrics = settings::metrics(&a.metrics)?;
+    let shard = estate.shard.map(|s| (s.index, s.count));
+    let publish = |run: Option<&exec::SyncRun>, code: u8| {
+        let m = report::metrics::of_sync(
+            &metrics.job,
+            shard,
+            run,
+            started.elapsed().as_secs_f64(),
+            code,
+        );
+        let (file, url) = (metrics.file.clone(), metrics.pushgateway.clone());
+        async move { report::metrics::publish(file.as_deref(), url.as_deref(), &m).await }
+    };
     let opts = SyncOptions {
         parallel: a.parallel as usize,
         signatures: !a.policy.remove_signatures,
@@ -34,7 +47,15 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
         OutputFormat::Text => {}
     };
     let sources = Sources::new(src);
-    let run = exec::sync(&estate, &sources, &policy, &opts, cancel, &on_done).await?;
+    let run = match exec::sync(&estate, &sources, &policy, &opts, cancel, &on_done).await {
+        Ok(run) => run,
+        Err(e) => {
+            if !a.dry_run {
+                publish(None, e.exit_code()).await;
+            }
+            return Err(e);
+        }
+    };
     if a.dry_run {
         report::dry_run(ctx.output, &run.actions);
         let c = plan::counts(&run.actions);
@@ -56,10 +77,14 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
         write_report_files(dir, &rows)?;
     }
     post_events(&summary, &run.results).await;
-    if cancel.is_cancelled() {
-        return Ok(1);
-    }
-    Ok(summary.exit_code())
+    // After SIGTERM too: the run stops new work, finishes its report and pushes.
+    let code = if cancel.is_cancelled() {
+        1
+    } else {
+        summary.exit_code()
+    };
+    publish(Some(&run), code).await;
+    Ok(code)
 }
 
 #[cfg(feature = "k8s")]

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod list;
+pub mod metrics;
 pub mod verify;
 
 use crate::app::cli::OutputFormat;

@@ -105,6 +105,34 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Last `RateLimit-Remaining` seen (Docker Hub), or -1.
     pub rate_limit_remaining: AtomicI64,
+    /// Requests sent, by method (token requests included, as `GET`).
+    requests: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    fn count(&self, method: &Method) {
+        let m = match *method {
+            Method::GET => "GET",
+            Method::HEAD => "HEAD",
+            Method::PUT => "PUT",
+            Method::POST => "POST",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            _ => "OTHER",
+        };
+        *self
+            .requests
+            .lock()
+            .expect("not poisoned")
+            .entry(m)
+            .or_default() += 1;
+    }
+
+    /// Requests sent so far, by method.
+    pub fn requests(&self) -> Vec<(&'static str, u64)> {
+        let m = self.requests.lock().expect("not poisoned");
+        m.iter().map(|(k, v)| (*k, *v)).collect()
+    }
 }
 
 /// The access a request needs, which decides the bearer-token scope.
@@ -160,6 +188,7 @@ impl Registry {
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),
+                requests: Default::default(),
             },
         })
     }
@@ -182,6 +211,16 @@ impl Registry {
         }
     }
 
+    /// One `GET /v2/` to `base`: the ping that finds the scheme and the auth challenge.
+    async fn ping(&self, base: &str) -> Result<reqwest::Response, RegistryError> {
+        self.stats.count(&Method::GET);
+        self.http
+            .get(format!("{base}/v2/"))
+            .send()
+            .await
+            .map_err(|e| transport_err(&self.cfg.registry, "GET /v2/", &e))
+    }
+
     /// Pings `/v2/` once to learn the base URL (scheme) and the auth challenge.
     pub(in crate::oci) async fn base(&self) -> Result<&(String, Challenge), RegistryError> {
         self.base
@@ -199,18 +238,8 @@ impl Registry {
                 for (i, base) in candidates.into_iter().enumerate() {
                     // With several candidates (https, then http for --tls-verify=false), a
                     // failed handshake means "try the next scheme", not "retry".
-                    let url = format!("{base}/v2/");
-                    let probe = async {
-                        let r = self
-                            .http
-                            .get(&url)
-                            .send()
-                            .await
-                            .map_err(|e| transport_err(&self.cfg.registry, "GET /v2/", &e))?;
-                        Ok::<_, RegistryError>(r)
-                    };
                     if i + 1 < n {
-                        match probe.await {
+                        match self.ping(&base).await {
                             Err(e) => {
                                 tracing::debug!(registry = %self.cfg.registry, %base, error = %e, "trying the next scheme");
                                 last = Some(e);
@@ -226,12 +255,7 @@ impl Registry {
                     // Not retried here: every caller of `base()` is already inside a
                     // retried request, and nesting retries multiplies the attempts.
                     let res = async {
-                        let r = self
-                            .http
-                            .get(format!("{base}/v2/"))
-                            .send()
-                            .await
-                            .map_err(|e| transport_err(&self.cfg.registry, "GET /v2/", &e))?;
+                        let r = self.ping(&base).await?;
                         if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS {
                             return Err(self.status_error(r, "GET", "/v2/").await);
                         }
@@ -332,6 +356,7 @@ impl Registry {
                 v.set_sensitive(true);
                 rb = rb.header(AUTHORIZATION, v);
             }
+            self.stats.count(&Method::GET);
             let r = rb
                 .send()
                 .await
@@ -483,6 +508,7 @@ impl Registry {
             if let Some(h) = self.authorization(scopes).await? {
                 rb = rb.header(AUTHORIZATION, h);
             }
+            self.stats.count(&method);
             let r = rb
                 .send()
                 .await

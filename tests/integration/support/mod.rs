@@ -30,6 +30,7 @@ mod hostile;
 mod image;
 mod moto;
 mod proxy;
+mod pushgateway;
 mod registry;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub use image::{
 pub use moto::{Moto, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER};
 #[allow(unused_imports)]
 pub use proxy::{Fault, FaultProxy, Hit, Rule, Schedule};
+pub use pushgateway::{promtool_check_metrics, Pushgateway};
 #[allow(unused_imports)]
 pub use registry::{count, kind_of, parse_access_line, Kind, Registry, RegistryOptions, Request};
 

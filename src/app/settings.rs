@@ -5,7 +5,13 @@ use std::str::FromStr;
 
 use std::path::PathBuf;
 
-use crate::app::cli::{AwsArgs, DestAccess, EstateArgs, NetArgs, PlatformArgs, SrcAccess};
+use std::path::Path;
+
+use crate::app::cli::{
+    AwsArgs, DestAccess, EncryptionKind, EstateArgs, NetArgs, PlatformArgs, RepoSettingsArgs,
+    SrcAccess, TagMutability,
+};
+use ecr_mirror_sync::ecr::{Encryption, RepoSettings};
 use ecr_mirror_sync::mirror::error::{Error, Result};
 use ecr_mirror_sync::mirror::estate::EstateOptions;
 use ecr_mirror_sync::mirror::shard::{self, Shard};
@@ -372,6 +378,56 @@ pub fn endpoint(e: &Option<String>) -> Result<Option<String>> {
             }
             Ok(Some(s.trim_end_matches('/').to_string()))
         }
+    }
+}
+
+/// The `--scan-on-push`, `--image-tag-mutability`, `--encryption`, `--kms-key` and
+/// `--lifecycle-policy` flags → [`RepoSettings`]. The policy file is read and checked to be
+/// JSON here, so a bad file stops the run before anything is created.
+pub fn repo_settings(a: &RepoSettingsArgs) -> Result<RepoSettings> {
+    let encryption = match (a.encryption, &a.kms_key) {
+        (None, None) => None,
+        (Some(EncryptionKind::Aes256), None) => Some(Encryption::Aes256),
+        (Some(EncryptionKind::Kms), key) => Some(Encryption::Kms { key: key.clone() }),
+        (other, Some(_)) => {
+            return Err(Error::Usage(format!(
+                "--kms-key needs --encryption KMS (got {})",
+                match other {
+                    Some(EncryptionKind::Aes256) => "--encryption AES256",
+                    _ => "no --encryption",
+                }
+            )))
+        }
+    };
+    let lifecycle_policy = match &a.lifecycle_policy {
+        None => None,
+        Some(path) => Some(read_policy(path)?),
+    };
+    Ok(RepoSettings {
+        scan_on_push: a.scan_on_push,
+        immutable: a.image_tag_mutability == TagMutability::Immutable,
+        encryption,
+        lifecycle_policy,
+    })
+}
+
+fn read_policy(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "--lifecycle-policy {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text),
+        Ok(_) => Err(Error::Usage(format!(
+            "--lifecycle-policy {}: expected a JSON object ({{\"rules\": [...]}})",
+            path.display()
+        ))),
+        Err(e) => Err(Error::Usage(format!(
+            "--lifecycle-policy {}: not valid JSON: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -12,20 +12,16 @@
 //! `Retry-After` (seconds or HTTP-date). A blob stream cannot be replayed, so blob transfers are
 //! retried as a whole by the copy engine, through [`Registry::retrying`].
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
-use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use super::manifest::{accept_header, classify, sha256_digest, Manifest, MAX_MANIFEST_BYTES};
-use super::transport::auth::{Challenge, Secret};
-use super::transport::{transport_err, Access, RegistryConfig, Stats};
+use super::transport::{transport_err, Access, Registry, TagSet};
 use super::RegistryError;
 
 /// Blobs up to this size are uploaded with one `PUT` carrying the body (after the `POST` that
@@ -52,32 +48,9 @@ pub enum Mount {
     Upload(String),
 }
 
-/// A client for one registry. Cheap to share behind an `Arc`.
-pub struct Registry {
-    pub(super) cfg: RegistryConfig,
-    pub(super) http: reqwest::Client,
-    pub(super) base: OnceCell<(String, Challenge)>,
-    pub(super) tokens: Mutex<HashMap<String, (Secret, Instant)>>,
-    pub(super) limit: Arc<Semaphore>,
-    /// Per repository: its tag list, read at most once per run ([`Registry::listed_tags`]).
-    pub(super) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
-    /// Counters for the run report.
-    pub stats: Stats,
-}
-
-/// A repository's tags, as one listing returned them.
-pub type TagSet = Arc<std::collections::HashSet<String>>;
-
 /// The largest tag list [`Registry::listed_tags`] reads (a one-page list of ~20,000 tags).
 const MAX_TAG_LIST_BYTES: usize = 1 << 20;
 
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("registry", &self.cfg.registry)
-            .finish()
-    }
-}
 
 /// A blob body as a stream of chunks.
 pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;

@@ -18,11 +18,11 @@ pub mod platform;
 pub mod reference;
 pub mod transport;
 
-pub use client::{ByteStream, ManifestHead, Mount, Registry, TagSet, MONOLITHIC_MAX};
+pub use client::{ByteStream, ManifestHead, Mount, MONOLITHIC_MAX};
 pub use error::{RegistryError, TransportKind};
 pub use platform::{Platform, PlatformFilter, SOURCE_DIGEST_ANNOTATION};
 pub use reference::{validate_tag, ImageRef, SpecError, TaggedRef};
 pub use transport::auth::{
     AuthFile, BasicCreds, CredentialSource, Credentials, Secret, TokenSource,
 };
-pub use transport::{Network, RegistryConfig, RetryPolicy};
+pub use transport::{Network, Registry, RegistryConfig, RetryPolicy, TagSet};

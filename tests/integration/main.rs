@@ -14,3 +14,4 @@ mod policy;
 mod push;
 mod reliability;
 mod sync;
+mod usage;

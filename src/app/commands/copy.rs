@@ -1,12 +1,12 @@
 //! `ecr-mirror-sync copy`: one image, any two registries.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::{CopyArgs, OutputFormat};
+use crate::app::report;
 use crate::app::settings;
 use ecr_mirror_sync::mirror::error::{Error, Failure, Result};
 use ecr_mirror_sync::mirror::exec;
@@ -15,60 +15,11 @@ use ecr_mirror_sync::mirror::sources::{
     ensure_repository, explain_missing_repository_failure, Ensured, Sources,
 };
 use ecr_mirror_sync::mirror::trust;
-use ecr_mirror_sync::oci::copy::{BlobOutcome, CopyReport, Destination, NoProgress, Progress};
+use ecr_mirror_sync::oci::copy::{CopyReport, Destination, NoProgress, Progress};
 use ecr_mirror_sync::oci::Registry;
 use ecr_mirror_sync::oci::{PlatformFilter, TaggedRef};
 
 use crate::app::Context;
-
-/// An indicatif bar for bytes, with blob counts in its message.
-pub(crate) struct Bar {
-    pub(crate) bar: indicatif::ProgressBar,
-    done: AtomicU64,
-    total: AtomicU64,
-}
-
-impl Bar {
-    pub(crate) fn new() -> Bar {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-            )
-            .expect("valid template"),
-        );
-        Bar {
-            bar,
-            done: AtomicU64::new(0),
-            total: AtomicU64::new(0),
-        }
-    }
-    fn message(&self) {
-        self.bar.set_message(format!(
-            "blobs {}/{}",
-            self.done.load(Ordering::Relaxed),
-            self.total.load(Ordering::Relaxed)
-        ));
-    }
-}
-
-impl Progress for Bar {
-    fn blob_started(&self, size: u64) {
-        self.bar.inc_length(size);
-        self.total.fetch_add(1, Ordering::Relaxed);
-        self.message();
-    }
-    fn bytes(&self, n: u64) {
-        self.bar.inc(n);
-    }
-    fn blob_done(&self, how: BlobOutcome) {
-        if how != BlobOutcome::Uploaded {
-            self.total.fetch_add(1, Ordering::Relaxed);
-        }
-        self.done.fetch_add(1, Ordering::Relaxed);
-        self.message();
-    }
-}
 
 /// What `copy` was asked to do, every flag checked before any request.
 struct CopySettings {
@@ -114,7 +65,7 @@ fn copy_settings(a: &CopyArgs) -> Result<CopySettings> {
                 a.dest
             )))
         }
-        (true, Some(_)) => Some(crate::app::commands::import::repo_settings(&a.repo_settings)?),
+        (true, Some(_)) => Some(settings::repo_settings(&a.repo_settings)?),
     };
     let item = Item {
         repository: dest.image.repository.clone(),
@@ -171,7 +122,7 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
         }
     }
     let show_bar = ctx.output == OutputFormat::Text && std::io::stderr().is_terminal();
-    let bar = show_bar.then(|| Arc::new(Bar::new()));
+    let bar = show_bar.then(|| Arc::new(report::progress::Bar::new()));
     let progress: Arc<dyn Progress> = match &bar {
         Some(b) => b.clone(),
         None => Arc::new(NoProgress),
@@ -230,26 +181,10 @@ fn print_report(ctx: &Context, what: &str, r: &CopyReport) {
                     r.blobs_uploaded,
                     r.blobs_skipped,
                     r.blobs_mounted,
-                    human_bytes(r.bytes),
+                    report::human_bytes(r.bytes),
                     r.duration.as_secs_f64()
                 );
             }
         }
-    }
-}
-
-/// `1.5 MiB`-style sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
     }
 }

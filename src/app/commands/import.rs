@@ -1,13 +1,9 @@
 //! `ecr-mirror-sync import FILE`: an image list → tagged ECR repositories (see
 //! [`ecr_mirror_sync::mirror::import`] and docs/import.md).
 
-use std::path::Path;
-
-use crate::app::cli::TagMutability;
-use crate::app::cli::{EncryptionKind, ImportArgs, ImportFormat, OutputFormat, RepoSettingsArgs};
+use crate::app::cli::{ImportArgs, ImportFormat, OutputFormat};
 use crate::app::report;
 use ecr_mirror_sync::ecr::sdk::SdkEcr;
-use ecr_mirror_sync::ecr::{Encryption, RepoSettings};
 use ecr_mirror_sync::mirror::error::{Error, Result};
 use ecr_mirror_sync::mirror::import::{
     self, ApplyOptions, Change, Counts, EntryError, Format, Naming,
@@ -16,59 +12,9 @@ use ecr_mirror_sync::mirror::tags::TagKeys;
 
 use crate::app::Context;
 
-/// The `--scan-on-push`, `--image-tag-mutability`, `--encryption`, `--kms-key` and
-/// `--lifecycle-policy` flags → [`RepoSettings`]. The policy file is read and checked to be
-/// JSON here, so a bad file stops the run before anything is created.
-pub fn repo_settings(a: &RepoSettingsArgs) -> Result<RepoSettings> {
-    let encryption = match (a.encryption, &a.kms_key) {
-        (None, None) => None,
-        (Some(EncryptionKind::Aes256), None) => Some(Encryption::Aes256),
-        (Some(EncryptionKind::Kms), key) => Some(Encryption::Kms { key: key.clone() }),
-        (other, Some(_)) => {
-            return Err(Error::Usage(format!(
-                "--kms-key needs --encryption KMS (got {})",
-                match other {
-                    Some(EncryptionKind::Aes256) => "--encryption AES256",
-                    _ => "no --encryption",
-                }
-            )))
-        }
-    };
-    let lifecycle_policy = match &a.lifecycle_policy {
-        None => None,
-        Some(path) => Some(read_policy(path)?),
-    };
-    Ok(RepoSettings {
-        scan_on_push: a.scan_on_push,
-        immutable: a.image_tag_mutability == TagMutability::Immutable,
-        encryption,
-        lifecycle_policy,
-    })
-}
-
-fn read_policy(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "--lifecycle-policy {}: cannot read it: {e}",
-            path.display()
-        ))
-    })?;
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(_)) => Ok(text),
-        Ok(_) => Err(Error::Usage(format!(
-            "--lifecycle-policy {}: expected a JSON object ({{\"rules\": [...]}})",
-            path.display()
-        ))),
-        Err(e) => Err(Error::Usage(format!(
-            "--lifecycle-policy {}: not valid JSON: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// Runs `import`; returns the exit code.
 pub async fn run(ctx: &Context, a: &ImportArgs) -> Result<u8> {
-    let settings = repo_settings(&a.settings)?;
+    let settings = crate::app::settings::repo_settings(&a.settings)?;
     for (flag, key) in [("--image-key", &a.image_key), ("--tag-key", &a.tag_key)] {
         if key.trim().is_empty() {
             return Err(Error::Usage(format!("{flag}: the key cannot be empty")));
@@ -186,7 +132,10 @@ fn table(changes: &[Change], keys: &TagKeys) -> comfy_table::Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::cli::{Cli, Command};
+    use crate::app::cli::{Cli, Command, EncryptionKind, RepoSettingsArgs, TagMutability};
+    use crate::app::settings::repo_settings;
+    use ecr_mirror_sync::ecr::{Encryption, RepoSettings};
+    use std::path::Path;
     use clap::Parser;
 
     fn import_args(args: &[&str]) -> Result<ImportArgs, clap::Error> {

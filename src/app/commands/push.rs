@@ -18,7 +18,8 @@ use ecr_mirror_sync::oci::Registry;
 use ecr_mirror_sync::oci::RegistryError;
 use ecr_mirror_sync::oci::{validate_tag, PlatformFilter, TaggedRef};
 
-use crate::app::commands::copy::{human_bytes, Bar};
+use crate::app::report::human_bytes;
+use crate::app::report::progress::Bar;
 use crate::app::settings;
 use crate::app::Context;
 

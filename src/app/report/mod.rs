@@ -7,6 +7,7 @@
 pub mod files;
 pub mod list;
 pub mod metrics;
+pub mod progress;
 pub mod verify;
 
 use crate::app::cli::OutputFormat;
@@ -141,7 +142,7 @@ pub fn item_line(a: &Action, o: &Outcome, secs: f64) -> String {
             r.blobs_uploaded,
             r.blobs_mounted,
             r.blobs_skipped,
-            crate::app::commands::copy::human_bytes(r.bytes),
+            human_bytes(r.bytes),
         ),
         Outcome::Blocked(e) => format!("blocked  {target} <- {src}: [{}] {e}", e.label),
         Outcome::Failed(e) => format!("FAILED   {target} <- {src}: [{}] {e}", e.label),
@@ -209,7 +210,7 @@ impl Summary {
             self.skipped.to_string(),
             self.failed.to_string(),
             self.blocked.to_string(),
-            crate::app::commands::copy::human_bytes(self.bytes),
+            human_bytes(self.bytes),
             self.retries.to_string(),
             self.rate_limit_remaining
                 .map(|v| v.to_string())
@@ -262,5 +263,21 @@ pub fn file_row(e: &Executed) -> crate::app::report::files::Row {
         label,
         bytes,
         duration_secs: e.secs,
+    }
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
     }
 }

@@ -25,7 +25,6 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
-use super::client::Registry;
 use super::{RegistryError, TransportKind};
 use auth::{basic_header, parse_challenge, Challenge, Credentials, Secret};
 
@@ -132,6 +131,30 @@ impl Stats {
     pub fn requests(&self) -> Vec<(&'static str, u64)> {
         let m = self.requests.lock().expect("not poisoned");
         m.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
+/// A client for one registry. Cheap to share behind an `Arc`.
+pub struct Registry {
+    pub(in crate::oci) cfg: RegistryConfig,
+    pub(in crate::oci) http: reqwest::Client,
+    pub(in crate::oci) base: OnceCell<(String, Challenge)>,
+    pub(in crate::oci) tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    pub(in crate::oci) limit: Arc<Semaphore>,
+    /// Per repository: its tag list, read at most once per run ([`Registry::listed_tags`]).
+    pub(in crate::oci) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
+    /// Counters for the run report.
+    pub stats: Stats,
+}
+
+/// A repository's tags, as one listing returned them.
+pub type TagSet = Arc<std::collections::HashSet<String>>;
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("registry", &self.cfg.registry)
+            .finish()
     }
 }
 

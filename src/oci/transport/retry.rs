@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::super::client::Registry;
+use super::Registry;
 use super::super::RegistryError;
 
 /// Retry settings, shared by every request of a run.

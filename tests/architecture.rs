@@ -57,7 +57,10 @@ fn module_of(file: &str) -> Vec<String> {
         .split('/')
         .map(str::to_string)
         .collect();
-    if parts.last().is_some_and(|p| p == "mod" || p == "lib" || p == "main") {
+    if parts
+        .last()
+        .is_some_and(|p| p == "mod" || p == "lib" || p == "main")
+    {
         parts.pop();
     }
     parts
@@ -220,5 +223,9 @@ fn no_file_over_600_lines_test_modules_aside() {
             (n > MAX_LINES).then(|| format!("{f}: {n} lines"))
         })
         .collect();
-    assert!(long.is_empty(), "over {MAX_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }

@@ -17,7 +17,8 @@ use crate::oci::RegistryError;
 use crate::oci::{PlatformFilter, TaggedRef};
 use crate::policy::{
     evaluate, locate, needs_signatures, ImageName, Policy, SignatureBlob, Verdict,
-    SIGNATURE_ANNOTATION, SIGNATURE_LAYER_MEDIA_TYPE,
+    BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, SIGNATURE_ANNOTATION,
+    SIGNATURE_LAYER_MEDIA_TYPE,
 };
 
 /// The largest signature payload we read (a simple-signing payload is well under 1 KiB).
@@ -133,15 +134,13 @@ async fn read_payloads(
                 actual,
             });
         }
-        let signature_b64 = layer
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
-            .cloned()
-            .unwrap_or_default();
+        let annotation = |key: &str| layer.annotations.as_ref().and_then(|a| a.get(key)).cloned();
         out.push(SignatureBlob {
             payload,
-            signature_b64,
+            signature_b64: annotation(SIGNATURE_ANNOTATION).unwrap_or_default(),
+            certificate: annotation(CERTIFICATE_ANNOTATION),
+            chain: annotation(CHAIN_ANNOTATION),
+            bundle: annotation(BUNDLE_ANNOTATION),
         });
     }
     Ok(out)

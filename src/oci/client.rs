@@ -51,7 +51,6 @@ pub enum Mount {
 /// The largest tag list [`Registry::listed_tags`] reads (a one-page list of ~20,000 tags).
 const MAX_TAG_LIST_BYTES: usize = 1 << 20;
 
-
 /// A blob body as a stream of chunks.
 pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
 

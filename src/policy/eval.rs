@@ -1,123 +1,22 @@
 //! Policy evaluation: containers/image's `policy_eval.go`, `policy_eval_sigstore.go` and
 //! `policy_reference_match.go`, for one (per-platform) manifest and its cosign signatures.
 
-use std::fmt;
-
 use super::json::{go_base64_std, go_quote};
 use super::model::{Requirement, SignedIdentity, SigstoreSigned};
 use super::payload::parse_payload;
 use super::reference::{parse_named, parse_normalized_named, ImageName, Named};
-
-/// The annotation of a cosign signature layer that holds the base64 signature.
-pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-
-/// The media type of a cosign signature layer (the "simple signing" payload).
-pub const SIGNATURE_LAYER_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-
-/// One cosign signature: a layer of the `sha256-<hex>.sig` manifest.
-///
-/// Pass only layers whose media type is [`SIGNATURE_LAYER_MEDIA_TYPE`] (containers/image skips
-/// other attachments). A layer without the [`SIGNATURE_ANNOTATION`] annotation should be passed
-/// with an empty `signature_b64`; it is then rejected as containers/image rejects it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureBlob {
-    /// The exact bytes of the layer blob: these are the signed bytes.
-    pub payload: Vec<u8>,
-    /// The value of the `dev.cosignproject.cosign/signature` annotation (base64).
-    pub signature_b64: String,
-}
-
-/// The outcome of evaluating a policy for one manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every requirement accepted the image.
-    Accepted,
-    /// A requirement rejected the image (the first one that did).
-    Rejected(Rejection),
-}
-
-impl Verdict {
-    /// Whether the image was accepted.
-    pub fn is_accepted(&self) -> bool {
-        matches!(self, Verdict::Accepted)
-    }
-}
-
-/// Why an image was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// The category of the rejection.
-    pub kind: RejectionKind,
-    /// The detailed reason, in containers/image's words where it has them.
-    pub message: String,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.reason(), self.message)
-    }
-}
-
-impl std::error::Error for Rejection {}
-
-/// The category of a rejection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectionKind {
-    /// A `reject` requirement (or an empty requirement list).
-    Reject,
-    /// A signature was required, but the image has none.
-    NoSignature,
-    /// Cryptographic verification failed with every trusted key.
-    UntrustedKey,
-    /// A trusted key signed the image, but for an identity the requirement does not accept.
-    IdentityMismatch,
-    /// A malformed signature or payload, a wrong payload type, or a payload for another digest.
-    InvalidSignature,
-    /// The requirement (`signedBy`, `signedBaseLayer`, `fulcio`, `pki`, Rekor) is not supported
-    /// yet, so it rejects every image.
-    NotSupported,
-}
-
-impl RejectionKind {
-    /// A short reason for plans and reports, e.g. `signature by an untrusted key`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            RejectionKind::Reject => "rejected by policy",
-            RejectionKind::NoSignature => "no signature",
-            RejectionKind::UntrustedKey => "signature by an untrusted key",
-            RejectionKind::IdentityMismatch => "identity mismatch",
-            RejectionKind::InvalidSignature => "invalid signature",
-            RejectionKind::NotSupported => "requirement not supported",
-        }
-    }
-
-    /// When several signatures fail for different reasons, the one reported is the one that got
-    /// furthest: a trusted signature for the wrong identity says more than an unknown key.
-    fn rank(self) -> u8 {
-        match self {
-            RejectionKind::IdentityMismatch => 3,
-            RejectionKind::InvalidSignature => 2,
-            RejectionKind::UntrustedKey => 1,
-            _ => 0,
-        }
-    }
-}
-
-fn rejection(kind: RejectionKind, message: impl Into<String>) -> Rejection {
-    Rejection {
-        kind,
-        message: message.into(),
-    }
-}
+use super::verdict::rejection;
+pub use super::verdict::{
+    Rejection, RejectionKind, SignatureBlob, Verdict, SIGNATURE_ANNOTATION,
+    SIGNATURE_LAYER_MEDIA_TYPE,
+};
 
 /// Whether evaluating `reqs` can depend on signatures. When it cannot (only
 /// `insecureAcceptAnything`, `reject` and unsupported requirements), the caller may skip fetching
 /// the `.sig` manifest.
 pub fn needs_signatures(reqs: &[Requirement]) -> bool {
-    reqs.iter().any(|r| match r {
-        Requirement::SigstoreSigned(s) => s.unsupported_reason().is_none(),
-        _ => false,
-    })
+    reqs.iter()
+        .any(|r| matches!(r, Requirement::SigstoreSigned(_)))
 }
 
 /// Evaluates `reqs` (from [`super::Policy::requirements_for`]) for one manifest.
@@ -179,9 +78,6 @@ fn evaluate_sigstore(
     manifest_digest: &str,
     sigs: &[SignatureBlob],
 ) -> Result<(), Rejection> {
-    if let Some(reason) = req.unsupported_reason() {
-        return Err(rejection(RejectionKind::NotSupported, reason));
-    }
     if sigs.is_empty() {
         return Err(rejection(
             RejectionKind::NoSignature,
@@ -214,7 +110,7 @@ fn evaluate_sigstore(
     ))
 }
 
-/// `prSigstoreSigned.isSignatureAccepted` for a key-based requirement.
+/// `prSigstoreSigned.isSignatureAccepted`.
 fn check_signature(
     req: &SigstoreSigned,
     intended: &Named,
@@ -228,25 +124,23 @@ fn check_signature(
             format!("missing {SIGNATURE_ANNOTATION} annotation"),
         ));
     }
+    let keys = super::sigstore::signer_keys(req, sig)?;
     let raw = go_base64_std(&sig.signature_b64)
         .map_err(|e| rejection(InvalidSignature, format!("base64 decoding: {e}")))?;
-    if req.keys.is_empty() {
+    if keys.is_empty() {
         return Err(rejection(
             UntrustedKey,
             "Need at least one public key to verify the sigstore payload, but got 0",
         ));
     }
     let mut failures = Vec::new();
-    let verified = req
-        .keys
-        .iter()
-        .any(|key| match key.verify(&sig.payload, &raw) {
-            Ok(()) => true,
-            Err(e) => {
-                failures.push(e);
-                false
-            }
-        });
+    let verified = keys.iter().any(|key| match key.verify(&sig.payload, &raw) {
+        Ok(()) => true,
+        Err(e) => {
+            failures.push(e);
+            false
+        }
+    });
     if !verified {
         return Err(rejection(
             UntrustedKey,

@@ -2,7 +2,8 @@
 //!
 //! The key type is detected from the SubjectPublicKeyInfo, as sigstore's
 //! `cryptoutils.UnmarshalPEMToPublicKey` + `signature.LoadVerifier(key, SHA256)` do:
-//! - ECDSA P-256: SHA-256, ASN.1 DER signature (high-S values are accepted, as Go does);
+//! - ECDSA P-256 and P-384: SHA-256 (whatever the curve, as sigstore's verifier is loaded with
+//!   SHA-256), ASN.1 DER signature (high-S values are accepted, as Go does);
 //! - Ed25519: pure Ed25519 over the payload bytes;
 //! - RSA: PKCS#1 v1.5 with SHA-256 (`RSA PUBLIC KEY` PKCS#1 PEM blocks are accepted too).
 
@@ -15,6 +16,7 @@ use sha2::Sha256;
 
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
@@ -30,6 +32,7 @@ pub struct PublicKey {
 #[derive(Clone)]
 enum KeyInner {
     P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
     Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
 }
@@ -122,15 +125,21 @@ impl PublicKey {
                 .algorithm
                 .parameters_oid()
                 .map_err(|e| format!("x509: invalid ECDSA parameters: {e}"))?;
-            if curve != OID_P256 {
+            if curve == OID_P256 {
+                KeyInner::P256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map_err(|e| format!("x509: invalid P-256 public key: {e}"))?,
+                )
+            } else if curve == OID_P384 {
+                KeyInner::P384(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map_err(|e| format!("x509: invalid P-384 public key: {e}"))?,
+                )
+            } else {
                 return Err(format!(
-                    "ECDSA curve {curve} is not supported yet (only P-256 is)"
+                    "ECDSA curve {curve} is not supported yet (only P-256 and P-384 are)"
                 ));
             }
-            KeyInner::P256(
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
-                    .map_err(|e| format!("x509: invalid P-256 public key: {e}"))?,
-            )
         } else if oid == OID_ED25519 {
             let bytes: [u8; 32] = key_bytes
                 .try_into()
@@ -143,19 +152,53 @@ impl PublicKey {
             KeyInner::Rsa(rsa::pkcs1v15::VerifyingKey::new(rsa_from_pkcs1(key_bytes)?))
         } else {
             return Err(format!(
-                "public key algorithm {oid} is not supported yet (ECDSA P-256, Ed25519 and RSA are)"
+                "public key algorithm {oid} is not supported yet (ECDSA P-256 and P-384, Ed25519 and RSA are)"
             ));
         };
         Ok(PublicKey { inner })
     }
 
-    /// A short name of the key type: `ecdsa-p256`, `ed25519` or `rsa`.
+    /// A short name of the key type: `ecdsa-p256`, `ecdsa-p384`, `ed25519` or `rsa`.
     pub fn algorithm(&self) -> &'static str {
         match self.inner {
             KeyInner::P256(_) => "ecdsa-p256",
+            KeyInner::P384(_) => "ecdsa-p384",
             KeyInner::Ed25519(_) => "ed25519",
             KeyInner::Rsa(_) => "rsa",
         }
+    }
+
+    /// The key as a PEM `PUBLIC KEY` (PKIX SubjectPublicKeyInfo), as sigstore's
+    /// `cryptoutils.MarshalPublicKeyToPEM` writes it: what a Rekor entry for this key logs.
+    pub fn to_spki_pem(&self) -> Result<String, String> {
+        use base64::Engine as _;
+        let der = match &self.inner {
+            KeyInner::P256(k) => {
+                use p256::pkcs8::EncodePublicKey as _;
+                k.to_public_key_der().map(|d| d.into_vec())
+            }
+            KeyInner::P384(k) => {
+                use p384::pkcs8::EncodePublicKey as _;
+                k.to_public_key_der().map(|d| d.into_vec())
+            }
+            KeyInner::Ed25519(k) => {
+                use ed25519_dalek::pkcs8::EncodePublicKey as _;
+                k.to_public_key_der().map(|d| d.into_vec())
+            }
+            KeyInner::Rsa(k) => {
+                use rsa::pkcs8::EncodePublicKey as _;
+                k.as_ref().to_public_key_der().map(|d| d.into_vec())
+            }
+        }
+        .map_err(|e| format!("re-marshaling public key to PEM: {e}"))?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Ok(pem)
     }
 
     /// Verifies `signature` (raw bytes, already base64-decoded) over exactly `payload`.
@@ -167,6 +210,16 @@ impl PublicKey {
                 let sig =
                     p256::ecdsa::Signature::from_der(signature).map_err(|_| MSG.to_string())?;
                 key.verify(payload, &sig).map_err(|_| MSG.to_string())
+            }
+            KeyInner::P384(key) => {
+                use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
+                use sha2::Digest as _;
+                const MSG: &str = "invalid signature when validating ASN.1 encoded signature";
+                let sig =
+                    p384::ecdsa::Signature::from_der(signature).map_err(|_| MSG.to_string())?;
+                // Go's ecdsa.VerifyASN1 over the SHA-256 digest, as sigstore's verifier does.
+                key.verify_prehash(&Sha256::digest(payload), &sig)
+                    .map_err(|_| MSG.to_string())
             }
             KeyInner::Ed25519(key) => {
                 const MSG: &str = "failed to verify signature";
@@ -263,9 +316,14 @@ mod tests {
             PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
                 .unwrap_err();
         assert!(err.starts_with("x509:"), "{err}");
-        // P-384 (secp384r1) is recognised and refused clearly.
+        // P-384 (secp384r1) is supported; secp256k1 is recognised and refused clearly.
         let p384 = "-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAENpLvd0frYvVC7UlCzlnrXdbbiQt3afZs\nXTCxp3MiOXGHZzmxVpXWP3xT0p/tPiTL9EI3BORicLsoa94WNp3PRnnXrEh2Zg8d\n8sCQNwf5AIPIWRRtVegUCy9Xp2wxcZm3\n-----END PUBLIC KEY-----\n";
-        let err = PublicKey::from_pem(p384.as_bytes()).unwrap_err();
+        assert_eq!(
+            PublicKey::from_pem(p384.as_bytes()).unwrap().algorithm(),
+            "ecdsa-p384"
+        );
+        let k1 = "-----BEGIN PUBLIC KEY-----\nMFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEHDKWlyzvKa2G+JyCbNk721xqoOc/xQJf\nWcUfc4gcCDU8t5zvT9Hn/bB5G40L9McU9+/FRRUlsNLA36XV+Erpqw==\n-----END PUBLIC KEY-----\n";
+        let err = PublicKey::from_pem(k1.as_bytes()).unwrap_err();
         assert!(err.contains("not supported yet"), "{err}");
     }
 

@@ -22,15 +22,21 @@
 //!   the requirements. So an administrator can relax or tighten one repository without reading
 //!   every broader rule that might otherwise combine with it. This is also what skopeo does.
 //! - **All requirements of the scope must accept; one good signature per requirement is enough.**
-//! - **A requirement we cannot check rejects.** `signedBy` (GPG), `signedBaseLayer`, and
-//!   `sigstoreSigned` with `fulcio`, `pki` or a Rekor key are parsed, so a valid file still loads,
-//!   but they evaluate to [`RejectionKind::NotSupported`] ("… is not supported yet"). Accepting
-//!   what we cannot verify would turn a policy that demands signatures into one that demands
-//!   nothing.
-//! - **Keys are loaded with the policy.** Every `keyPath`/`keyPaths` file is read, and every key is
-//!   parsed, when the policy is loaded. A missing or bad key fails at start-up with the file's name,
-//!   not in the middle of a sync. Relative paths are relative to the current directory, as in
-//!   containers/image. The supported key types are ECDSA P-256, Ed25519 and RSA.
+//! - **A requirement we cannot check rejects.** `signedBy` (GPG) and `signedBaseLayer` are parsed,
+//!   so a valid file still loads, but they evaluate to [`RejectionKind::NotSupported`] ("… is not
+//!   supported yet"). Accepting what we cannot verify would turn a policy that demands signatures
+//!   into one that demands nothing.
+//! - **Keys and trust roots are loaded with the policy.** Every `keyPath`/`keyPaths` file, every
+//!   Rekor key, and the CA files of `fulcio` and `pki` are read and parsed when the policy is
+//!   loaded. A missing or bad file fails at start-up with its name, not in the middle of a sync.
+//!   Relative paths are relative to the current directory, as in containers/image. The supported
+//!   key types are ECDSA P-256 and P-384, Ed25519 and RSA; Rekor keys must be ECDSA.
+//! - **Keyless is checked as containers/image checks it** (`fulcio.rs`, `rekor.rs`): the Rekor SET
+//!   is verified with the configured log key and must be for this payload, signature and
+//!   certificate; the Fulcio certificate must chain to the configured CA *at the entry's
+//!   integrated time* (Fulcio certificates live ten minutes), for code signing, with the OIDC
+//!   issuer and SAN email the policy names. `pki` (`pki.rs`) checks its chain at the current time.
+//!   Path validation is rustls-webpki's, with Go's extra rules around it (`x509.rs`).
 //! - **Signatures are per manifest.** [`evaluate`] checks one manifest digest against the
 //!   signatures stored for that digest. For a multi-arch image, the caller checks each platform
 //!   manifest it copies separately. A signature on the index alone does not vouch for the
@@ -39,13 +45,22 @@
 //! Only the `docker` transport's scopes are consulted. The sections of other transports are
 //! parsed, validated as containers/image validates them, and kept.
 
+mod chain;
+mod error;
 mod eval;
+mod fulcio;
 mod json;
 mod keys;
+mod load;
 mod model;
 mod parse;
 mod payload;
+mod pki;
 mod reference;
+mod rekor;
+mod sigstore;
+mod verdict;
+mod x509;
 
 #[cfg(test)]
 mod tests;
@@ -62,6 +77,7 @@ pub use model::{
     SignedIdentity, SigstoreKeySource, SigstoreSigned, DOCKER_TRANSPORT,
 };
 pub use reference::ImageName;
+pub use sigstore::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION};
 
 /// The per-user policy file, relative to `$HOME`.
 pub const USER_POLICY_PATH: &str = ".config/containers/policy.json";

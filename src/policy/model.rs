@@ -2,51 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
+pub use super::error::PolicyError;
+use super::fulcio::FulcioTrustRoot;
 use super::keys::PublicKey;
+use super::pki::PkiTrustRoot;
 use super::reference::ImageName;
 
 /// The transport whose scopes this tool uses (images are always pulled from registries).
 pub const DOCKER_TRANSPORT: &str = "docker";
-
-/// Errors from loading a policy, locating it, or parsing an image reference.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    /// The policy file could not be read.
-    #[error("reading policy file {}: {source}", path.display())]
-    Read {
-        /// The file that could not be read.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
-    /// The policy is invalid; `message` is containers/image's text for the same problem.
-    #[error("invalid policy in {origin:?}: {message}")]
-    Invalid {
-        /// Where the policy came from (normally its file path).
-        origin: String,
-        /// What is wrong, in containers/image's words.
-        message: String,
-    },
-    /// No policy file was given and none of the default locations exists.
-    #[error(
-        "no trust policy found (looked for {}); pass --policy FILE, or --insecure-policy to copy images without any signature policy",
-        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    )]
-    NotFound {
-        /// The default locations that were tried, in order.
-        searched: Vec<PathBuf>,
-    },
-    /// An image reference could not be parsed.
-    #[error("invalid image reference {reference:?}: {message}")]
-    InvalidReference {
-        /// The reference as given.
-        reference: String,
-        /// What is wrong with it, in containers/image's words.
-        message: String,
-    },
-}
 
 /// A parsed trust policy.
 ///
@@ -156,6 +120,12 @@ pub struct SigstoreSigned {
     pub signed_identity: SignedIdentity,
     /// The trusted public keys, loaded when the policy was loaded (empty for `fulcio`/`pki`).
     pub(super) keys: Vec<PublicKey>,
+    /// The Rekor public keys (ECDSA), loaded with the policy (empty without a Rekor source).
+    pub(super) rekor_keys: Vec<PublicKey>,
+    /// The loaded `fulcio` CA and identity.
+    pub(super) fulcio: Option<Box<FulcioTrustRoot>>,
+    /// The loaded `pki` roots, intermediates and identity.
+    pub(super) pki: Option<Box<PkiTrustRoot>>,
 }
 
 impl SigstoreSigned {
@@ -164,20 +134,9 @@ impl SigstoreSigned {
         &self.keys
     }
 
-    /// Why this requirement cannot be evaluated yet, if it cannot (Fulcio, PKI or Rekor).
-    pub fn unsupported_reason(&self) -> Option<&'static str> {
-        match (&self.key_source, &self.rekor) {
-            (SigstoreKeySource::Fulcio(_), _) => Some(
-                "sigstoreSigned with \"fulcio\" (keyless signatures) is not supported yet; this requirement rejects every image",
-            ),
-            (SigstoreKeySource::Pki(_), _) => Some(
-                "sigstoreSigned with \"pki\" (X.509 certificates) is not supported yet; this requirement rejects every image",
-            ),
-            (_, Some(_)) => Some(
-                "sigstoreSigned with a Rekor public key (transparency log verification) is not supported yet; this requirement rejects every image",
-            ),
-            _ => None,
-        }
+    /// The Rekor public keys, loaded and parsed when the policy was loaded.
+    pub fn rekor_keys(&self) -> &[PublicKey] {
+        &self.rekor_keys
     }
 }
 
@@ -192,13 +151,13 @@ pub enum SigstoreKeySource {
     KeyData(Vec<u8>),
     /// `keyDatas`: several PEM public keys.
     KeyDatas(Vec<Vec<u8>>),
-    /// `fulcio`: keyless signing certificates (parsed, not supported yet).
+    /// `fulcio`: keyless signing certificates, with a Rekor key (required).
     Fulcio(Fulcio),
-    /// `pki`: X.509 certificate roots (parsed, not supported yet).
+    /// `pki`: X.509 certificate roots (no Rekor).
     Pki(Pki),
 }
 
-/// The Rekor public key source of a `sigstoreSigned` requirement (parsed, not supported yet).
+/// The Rekor public key source of a `sigstoreSigned` requirement.
 #[derive(Debug, Clone)]
 pub enum RekorKeySource {
     /// `rekorPublicKeyPath`.
@@ -242,29 +201,6 @@ pub struct Pki {
 }
 
 impl Policy {
-    /// Loads a policy file. Errors name the file and carry containers/image's message, e.g.
-    /// `invalid policy in "/etc/containers/policy.json": Default policy is missing`.
-    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
-        let data = std::fs::read(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Policy::from_slice(&data, &path.display().to_string())
-    }
-
-    /// Parses a policy from bytes; `origin` names it in errors (normally the file path).
-    /// Public key files named by `keyPath`/`keyPaths` are read now (relative paths are relative
-    /// to the current directory, as in containers/image).
-    pub fn from_slice(data: &[u8], origin: &str) -> Result<Policy, PolicyError> {
-        let invalid = |message: String| PolicyError::Invalid {
-            origin: origin.to_string(),
-            message,
-        };
-        let mut policy = super::parse::parse_policy(data).map_err(invalid)?;
-        super::parse::load_keys(&mut policy).map_err(invalid)?;
-        Ok(policy)
-    }
-
     /// The policy of `--insecure-policy`: accept every image.
     pub fn insecure_accept_anything() -> Policy {
         Policy {

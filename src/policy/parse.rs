@@ -8,7 +8,6 @@ use super::json::{
     go_bytes, go_bytes_slice, go_quote, go_string, go_string_slice, go_type_field,
     paranoid_exact_fields, paranoid_object, type_error, JValue,
 };
-use super::keys::PublicKey;
 use super::model::{
     Fulcio, Pki, Policy, RekorKeySource, Requirement, SignedBy, SignedByKeySource, SignedIdentity,
     SigstoreKeySource, SigstoreSigned,
@@ -358,6 +357,9 @@ fn parse_sigstore_signed(v: &JValue) -> Result<SigstoreSigned> {
         rekor,
         signed_identity,
         keys: Vec::new(),
+        rekor_keys: Vec::new(),
+        fulcio: None,
+        pki: None,
     })
 }
 
@@ -513,51 +515,5 @@ fn validate_remap_prefix(s: &str) -> Result<()> {
         Ok(())
     } else {
         Err(format!("prefix {} is not valid", go_quote(s)))
-    }
-}
-
-/// Reads and parses the public keys of every key-based `sigstoreSigned` requirement.
-pub(super) fn load_keys(policy: &mut Policy) -> Result<()> {
-    let lists = std::iter::once(&mut policy.default).chain(
-        policy
-            .transports
-            .values_mut()
-            .flat_map(|scopes| scopes.values_mut()),
-    );
-    for list in lists {
-        for req in list.iter_mut() {
-            if let Requirement::SigstoreSigned(s) = req {
-                s.keys = load_sigstore_keys(&s.key_source)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn read_key_file(path: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| format!("reading public key file {}: {e}", go_quote(path)))
-}
-
-fn load_sigstore_keys(source: &SigstoreKeySource) -> Result<Vec<PublicKey>> {
-    let parse = |index: usize, origin: Option<&str>, pem: &[u8]| {
-        PublicKey::from_pem(pem).map_err(|e| match origin {
-            Some(path) => format!("parsing public key {index} ({}): {e}", go_quote(path)),
-            None => format!("parsing public key {index}: {e}"),
-        })
-    };
-    match source {
-        SigstoreKeySource::KeyPath(path) => Ok(vec![parse(1, Some(path), &read_key_file(path)?)?]),
-        SigstoreKeySource::KeyPaths(paths) => paths
-            .iter()
-            .enumerate()
-            .map(|(i, path)| parse(i + 1, Some(path), &read_key_file(path)?))
-            .collect(),
-        SigstoreKeySource::KeyData(data) => Ok(vec![parse(1, None, data)?]),
-        SigstoreKeySource::KeyDatas(datas) => datas
-            .iter()
-            .enumerate()
-            .map(|(i, data)| parse(i + 1, None, data))
-            .collect(),
-        SigstoreKeySource::Fulcio(_) | SigstoreKeySource::Pki(_) => Ok(Vec::new()),
     }
 }

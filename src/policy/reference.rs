@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::model::PolicyError;
+use super::error::PolicyError;
 
 const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";

@@ -32,6 +32,14 @@ fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// A self-signed CA certificate, PEM.
+fn test_ca_pem() -> String {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().pem()
+}
+
 fn policy(json: &str) -> Policy {
     Policy::from_slice(json.as_bytes(), "test-policy.json")
         .unwrap_or_else(|e| panic!("{e}\n{json}"))
@@ -324,9 +332,9 @@ fn valid_policies_parse_with_every_transport_kept() {
             {{"type": "sigstoreSigned", "keyData": "{data}", "signedIdentity": {{"type": "exactReference", "dockerReference": "nginx:1"}}}},
             {{"type": "sigstoreSigned", "keyData": "{data}", "signedIdentity": {{"type": "exactRepository", "dockerRepository": "nginx"}}}},
             {{"type": "sigstoreSigned", "keyData": "{data}", "signedIdentity": {{"type": "remapIdentity", "prefix": "mirror.example.com/hub", "signedPrefix": "docker.io"}}}},
-            {{"type": "sigstoreSigned", "keyData": "{data}", "rekorPublicKeyPath": "/does/not/matter"}},
-            {{"type": "sigstoreSigned", "fulcio": {{"caData": "eA==", "oidcIssuer": "https://o", "subjectEmail": "a@b"}}, "rekorPublicKeyData": "eA=="}},
-            {{"type": "sigstoreSigned", "pki": {{"caRootsPath": "/r", "subjectHostname": "h"}}}},
+            {{"type": "sigstoreSigned", "keyData": "{data}", "rekorPublicKeyPath": "{cosign}"}},
+            {{"type": "sigstoreSigned", "fulcio": {{"caData": "{ca}", "oidcIssuer": "https://o", "subjectEmail": "a@b"}}, "rekorPublicKeyData": "{data}"}},
+            {{"type": "sigstoreSigned", "pki": {{"caRootsData": "{ca}", "subjectHostname": "h"}}}},
             {{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/etc/pki/gpg.pub"}},
             {{"type": "signedBy", "keyType": "GPGKeys", "keyPaths": ["/a", "/b"], "signedIdentity": {{"type": "matchRepository"}}}},
             {{"type": "signedBaseLayer", "baseLayerIdentity": {{"type": "exactRepository", "dockerRepository": "busybox"}}}}
@@ -334,6 +342,7 @@ fn valid_policies_parse_with_every_transport_kept() {
         cosign = cosign.display(),
         ed = ed.display(),
         data = b64(&pem),
+        ca = b64(test_ca_pem().as_bytes()),
     ));
     let kinds: Vec<&str> = p.default.iter().map(Requirement::type_name).collect();
     assert_eq!(
@@ -380,15 +389,16 @@ fn key_files_are_read_at_load_time() {
         err.contains("parsing public key 1: PEM decoding failed"),
         "{err}"
     );
+    // P-384 keys load (as in containers/image); other curves are refused with the file's name.
     let p384 = fixture_dir().join("openssl/p384.pub");
-    let err = policy_err(&format!(
+    let p = policy(&format!(
         r#"{{"default":[{{"type":"sigstoreSigned","keyPath":"{}"}}]}}"#,
         p384.display()
     ));
-    assert!(
-        err.contains("p384.pub") && err.contains("not supported yet"),
-        "{err}"
-    );
+    let Requirement::SigstoreSigned(s) = &p.default[0] else {
+        panic!()
+    };
+    assert_eq!(s.keys()[0].algorithm(), "ecdsa-p384");
     // GPG (signedBy) keys are never read: that requirement is not supported.
     policy(r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/nonexistent/gpg"}]}"#);
 }
@@ -677,6 +687,7 @@ fn load_case(name: &str) -> LoadedCase {
         sig: SignatureBlob {
             payload,
             signature_b64,
+            ..Default::default()
         },
     }
 }
@@ -930,19 +941,23 @@ fn all_requirements_must_accept() {
 fn unsupported_requirements_reject_and_need_no_signatures() {
     let c = load_case("skopeo-ecdsa-p256");
     let image = case_image(&c);
-    let data = b64(&std::fs::read(fixture_dir().join("keys/cosign.pub")).unwrap());
     for req in [
-        r#"{"type":"signedBy","keyType":"GPGKeys","keyPath":"/etc/pki/containers/key.gpg"}"#.to_string(),
+        r#"{"type":"signedBy","keyType":"GPGKeys","keyPath":"/etc/pki/containers/key.gpg"}"#
+            .to_string(),
         r#"{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchRepository"}}"#.to_string(),
-        r#"{"type":"sigstoreSigned","fulcio":{"caPath":"/f","oidcIssuer":"https://o","subjectEmail":"a@b"},"rekorPublicKeyPath":"/r"}"#.to_string(),
-        r#"{"type":"sigstoreSigned","pki":{"caRootsPath":"/r","subjectEmail":"a@b"}}"#.to_string(),
-        format!(r#"{{"type":"sigstoreSigned","keyData":"{data}","rekorPublicKeyData":"{data}"}}"#),
     ] {
         let p = policy(&format!(r#"{{"default":[{req}]}}"#));
         assert!(!needs_signatures(&p.default), "{req}");
         // Even a perfectly valid signature does not make them accept.
-        let verdict = evaluate(&p.default, &image, &c.manifest_digest, std::slice::from_ref(&c.sig));
-        let Verdict::Rejected(r) = verdict else { panic!("{req}: accepted") };
+        let verdict = evaluate(
+            &p.default,
+            &image,
+            &c.manifest_digest,
+            std::slice::from_ref(&c.sig),
+        );
+        let Verdict::Rejected(r) = verdict else {
+            panic!("{req}: accepted")
+        };
         assert_eq!(r.kind, RejectionKind::NotSupported, "{req}");
         assert!(r.message.contains("not supported yet"), "{req}: {r}");
     }
@@ -1032,6 +1047,7 @@ impl TestKey {
         SignatureBlob {
             payload,
             signature_b64: b64(&raw),
+            ..Default::default()
         }
     }
 
@@ -1182,6 +1198,7 @@ fn openssl_signatures_verify() {
         ("rsa-pkcs1.pub", "rsa.sig"),
         ("ecdsa.pub", "ecdsa.sig"),
         ("ed25519.pub", "ed25519.sig"),
+        ("p384-signer.pub", "p384.sig"),
     ] {
         let p = policy(&format!(
             r#"{{"default":[{{"type":"sigstoreSigned","keyPath":"{}"}}]}}"#,
@@ -1193,6 +1210,7 @@ fn openssl_signatures_verify() {
                 .unwrap()
                 .trim()
                 .to_string(),
+            ..Default::default()
         };
         assert_eq!(
             evaluate(&p.default, &image, DIGEST_A, std::slice::from_ref(&blob)),
@@ -1311,4 +1329,81 @@ fn policy_types_can_be_shared_across_tasks() {
     assert_send_sync::<Verdict>();
     assert_send_sync::<PolicyError>();
     assert_send_sync::<ImageName>();
+}
+
+#[test]
+fn keyless_and_pki_trust_material_errors_refuse_the_policy() {
+    let keys = fixture_dir().join("keys");
+    let p256 = b64(&std::fs::read(keys.join("cosign.pub")).unwrap());
+    let ed = b64(&std::fs::read(keys.join("ed25519.pub")).unwrap());
+    let ca = b64(test_ca_pem().as_bytes());
+    let not_pem = b64(b"not a certificate");
+    let fulcio = |ca_data: &str, rekor: &str| {
+        format!(
+            r#"{{"default":[{{"type":"sigstoreSigned","fulcio":{{"caData":"{ca_data}","oidcIssuer":"https://o","subjectEmail":"a@b"}},{rekor}}}]}}"#
+        )
+    };
+    let pki = |fields: &str| {
+        format!(
+            r#"{{"default":[{{"type":"sigstoreSigned","pki":{{{fields},"subjectEmail":"a@b"}}}}]}}"#
+        )
+    };
+    for (json, message) in [
+        (
+            fulcio(&not_pem, &format!(r#""rekorPublicKeyData":"{p256}""#)),
+            "error loading Fulcio CA certificates".to_string(),
+        ),
+        (
+            fulcio(&ca, &format!(r#""rekorPublicKeyData":"{ed}""#)),
+            "Rekor public key 1 is not using ECDSA".to_string(),
+        ),
+        (
+            fulcio(
+                &ca,
+                &format!(r#""rekorPublicKeyDatas":["{p256}","{not_pem}"]"#),
+            ),
+            "parsing Rekor public key 2: PEM decoding failed".to_string(),
+        ),
+        (
+            fulcio(&ca, r#""rekorPublicKeyPath":"/nonexistent/rekor.pub""#),
+            r#"reading Rekor public key file "/nonexistent/rekor.pub""#.to_string(),
+        ),
+        (
+            pki(&format!(r#""caRootsData":"{not_pem}""#)),
+            "error loading PKI CA Roots certificates".to_string(),
+        ),
+        (
+            pki(&format!(
+                r#""caRootsData":"{ca}","caIntermediatesData":"{not_pem}""#
+            )),
+            "loading trusted intermediate certificates: error during PEM decoding".to_string(),
+        ),
+        (
+            pki(r#""caRootsPath":"/nonexistent/roots.pem""#),
+            r#"reading PKI CA roots file "/nonexistent/roots.pem""#.to_string(),
+        ),
+    ] {
+        let err = policy_err(&json);
+        assert!(
+            err.starts_with(r#"invalid policy in "test-policy.json": "#) && err.contains(&message),
+            "{json}\nwanted {message:?}\ngot {err}"
+        );
+    }
+    // The valid combinations load, with their trust material parsed.
+    let p = policy(&fulcio(
+        &ca,
+        &format!(r#""rekorPublicKeyDatas":["{p256}","{p256}"]"#),
+    ));
+    let Requirement::SigstoreSigned(s) = &p.default[0] else {
+        panic!()
+    };
+    assert_eq!(s.rekor_keys().len(), 2);
+    assert!(s.fulcio.is_some() && s.pki.is_none() && s.keys().is_empty());
+    let p = policy(&pki(&format!(
+        r#""caRootsData":"{ca}","caIntermediatesData":"{ca}""#
+    )));
+    let Requirement::SigstoreSigned(s) = &p.default[0] else {
+        panic!()
+    };
+    assert!(s.pki.is_some() && s.rekor_keys().is_empty());
 }

@@ -1033,3 +1033,659 @@ async fn verdict_matrix_and_skopeo_agreement_without_signatures() {
         disagreements.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. Keyless (Fulcio + Rekor), key + Rekor, and PKI signatures (issue 14)
+// ---------------------------------------------------------------------------------------------
+//
+// The CA, the leaf certificates (with Fulcio's issuer extensions and an email SAN) and the Rekor
+// key that signs SETs are generated per test (support/sigstore.rs). Each case changes one thing
+// from a valid signature and checks that exactly that is caught, end to end through `copy`
+// (and `sync` below) against real registries.
+
+use crate::support::sigstore::{Ca, Issued, Leaf, Rekor};
+
+const ISSUER: &str = "https://accounts.google.com";
+const EMAIL: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
+const CERT_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+
+/// Pushes a cosign signature manifest whose one layer is `payload` with `annotations` (which
+/// must include the signature) to `repo:sha256-<hex>.sig`. Returns the manifest's digest.
+async fn push_signature_layer(
+    reg: &Registry,
+    repo: &str,
+    manifest_digest: &str,
+    payload: Vec<u8>,
+    annotations: Value,
+) -> String {
+    let layer = Blob::new(payload, MT_SIMPLESIGNING);
+    let config = Blob::new(
+        serde_json::to_vec(&json!({
+            "architecture": "", "os": "", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest]}
+        }))
+        .unwrap(),
+        MT_OCI_CONFIG,
+    );
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "config": {"mediaType": MT_OCI_CONFIG, "digest": config.digest, "size": config.data.len()},
+        "layers": [{
+            "mediaType": MT_SIMPLESIGNING,
+            "digest": layer.digest,
+            "size": layer.data.len(),
+            "annotations": annotations
+        }]
+    }))
+    .unwrap();
+    push_blob(&reg.url(), repo, &config, reg.auth(), None).await;
+    push_blob(&reg.url(), repo, &layer, reg.auth(), None).await;
+    push_manifest(
+        &reg.url(),
+        repo,
+        &sig_tag(manifest_digest),
+        &manifest,
+        MT_OCI_MANIFEST,
+        reg.auth(),
+        None,
+    )
+    .await
+}
+
+/// A time in the past, well before any certificate here expires "now": signatures are logged
+/// at this time, and their ten-minute Fulcio certificates have long expired when the test runs.
+fn logged_at() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() - time::Duration::days(30)
+}
+
+/// One image `lib/app:v1` in a source registry, an empty destination, a Fulcio-like CA and a
+/// Rekor-like log, and a directory for the policy and trust files.
+struct Keyless {
+    src: Registry,
+    dst: Registry,
+    img: crate::support::Image,
+    dir: PolicyDir,
+    ca: Ca,
+    rekor: Rekor,
+}
+
+impl Keyless {
+    async fn new(seed: u64) -> Keyless {
+        let src = Registry::start();
+        let dst = Registry::start();
+        let img = random_image(seed, &[1200], "linux/amd64", Format::Oci);
+        push_image(&src.url(), "lib/app", "v1", &img, None, None).await;
+        Keyless {
+            src,
+            dst,
+            img,
+            dir: PolicyDir::new(),
+            ca: Ca::new(),
+            rekor: Rekor::new(),
+        }
+    }
+
+    fn src_ref(&self) -> String {
+        format!("{}/lib/app:v1", self.src.host)
+    }
+
+    fn payload(&self) -> Vec<u8> {
+        payload(&self.src_ref(), &self.img.digest)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    }
+
+    /// A `fulcio` requirement trusting `self.ca` and `self.rekor`, for ISSUER and EMAIL.
+    fn fulcio_requirement(&self) -> Value {
+        json!({
+            "type": "sigstoreSigned",
+            "fulcio": {
+                "caPath": self.file("fulcio.pem", &self.ca.root_pem()),
+                "oidcIssuer": ISSUER,
+                "subjectEmail": EMAIL
+            },
+            "rekorPublicKeyPath": self.file("rekor.pub", &self.rekor.public_pem())
+        })
+    }
+
+    /// Signs the image's payload with `leaf`, logs it in `log` at `logged_at()`, and pushes the
+    /// signature with the certificate, chain and bundle annotations; `tweak` may change the
+    /// annotations first.
+    async fn push_keyless(&self, leaf: &Issued, log: &Rekor, tweak: impl FnOnce(&mut Value)) {
+        let body = self.payload();
+        let sig = leaf.sign_b64(&body);
+        let bundle = log.bundle(
+            &body,
+            &sig,
+            &leaf.cert_pem,
+            logged_at().unix_timestamp() + 60,
+        );
+        let mut ann = json!({
+            SIG_ANNOTATION: sig,
+            CERT_ANNOTATION: leaf.cert_pem,
+            CHAIN_ANNOTATION: self.ca.chain_pem(),
+            BUNDLE_ANNOTATION: bundle,
+        });
+        tweak(&mut ann);
+        push_signature_layer(&self.src, "lib/app", &self.img.digest, body, ann).await;
+    }
+
+    async fn copy_with(&self, requirement: Value) -> Output {
+        let policy = self
+            .dir
+            .write("policy.json", &scoped_policy(&self.src.host, requirement));
+        copy(
+            &self.src_ref(),
+            &format!("{}/mirror/app:v1", self.dst.host),
+            &["--policy", &policy],
+        )
+        .await
+    }
+
+    async fn assert_copied(&self, out: &Output) {
+        assert_exit(out, 0);
+        assert_eq!(
+            head_manifest(&self.dst.url(), "mirror/app", "v1", None, None).await,
+            Some(self.img.digest.clone()),
+            "the image was not copied\n{}",
+            describe(out)
+        );
+    }
+
+    async fn assert_not_copied(&self, out: &Output, reason: &str) {
+        // The reason is inside a JSON string on stdout: its quotes are escaped there.
+        assert_blocked(out, &[reason, &reason.replace('"', "\\\"")]);
+        assert_eq!(
+            head_manifest(&self.dst.url(), "mirror/app", &self.img.digest, None, None).await,
+            None,
+            "a blocked image was written\n{}",
+            describe(out)
+        );
+    }
+}
+
+/// The Fulcio leaf a real signer would get at `logged_at()`.
+fn valid_leaf(ca: &Ca) -> Issued {
+    ca.issue(&Leaf::fulcio(EMAIL, ISSUER, logged_at()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_valid_signature_is_copied_though_its_certificate_expired_since() {
+    let k = Keyless::new(7401).await;
+    k.push_keyless(&valid_leaf(&k.ca), &k.rekor, |_| {}).await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_copied(&out).await;
+    // The signature tag went along with the image.
+    assert!(
+        head_manifest(
+            &k.dst.url(),
+            "mirror/app",
+            &sig_tag(&k.img.digest),
+            None,
+            None
+        )
+        .await
+        .is_some(),
+        "the signature was not copied\n{}",
+        describe(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_v1_only_or_v2_only_issuer_extension_is_accepted() {
+    for (seed, v1, v2) in [(7402, true, false), (7403, false, true)] {
+        let k = Keyless::new(seed).await;
+        let mut leaf = Leaf::fulcio(EMAIL, ISSUER, logged_at());
+        if !v1 {
+            leaf.issuer_v1 = None;
+        }
+        if !v2 {
+            leaf.issuer_v2 = None;
+        }
+        k.push_keyless(&k.ca.issue(&leaf), &k.rekor, |_| {}).await;
+        let out = k.copy_with(k.fulcio_requirement()).await;
+        k.assert_copied(&out).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_wrong_email_is_blocked() {
+    let k = Keyless::new(7404).await;
+    let leaf =
+        k.ca.issue(&Leaf::fulcio("someone@example.com", ISSUER, logged_at()));
+    k.push_keyless(&leaf, &k.rekor, |_| {}).await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(
+        &out,
+        &format!(r#"Required email "{EMAIL}" not found (got ["someone@example.com"])"#),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_github_actions_uri_identity_cannot_match_subject_email() {
+    // A GitHub Actions certificate names the workflow by URI, with no email: containers/image's
+    // `fulcio` (and so this tool) has nothing to match `subjectEmail` against (docs/policy.md).
+    let k = Keyless::new(7414).await;
+    let mut leaf = Leaf::fulcio(
+        EMAIL,
+        "https://token.actions.githubusercontent.com",
+        logged_at(),
+    );
+    leaf.emails.clear();
+    leaf.uris = vec![
+        "https://github.com/org/app/.github/workflows/release.yml@refs/tags/v1.0.0".to_string(),
+    ];
+    k.push_keyless(&k.ca.issue(&leaf), &k.rekor, |_| {}).await;
+    let mut requirement = k.fulcio_requirement();
+    requirement["fulcio"]["oidcIssuer"] = json!("https://token.actions.githubusercontent.com");
+    let out = k.copy_with(requirement).await;
+    k.assert_not_copied(
+        &out,
+        &format!(r#"Required email "{EMAIL}" not found (got [])"#),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_wrong_issuer_is_blocked() {
+    let k = Keyless::new(7405).await;
+    let leaf = k.ca.issue(&Leaf::fulcio(
+        EMAIL,
+        "https://token.actions.githubusercontent.com",
+        logged_at(),
+    ));
+    k.push_keyless(&leaf, &k.rekor, |_| {}).await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(
+        &out,
+        r#"Unexpected Fulcio OIDC issuer "https://token.actions.githubusercontent.com""#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_certificate_expired_at_integrated_time_is_blocked() {
+    let k = Keyless::new(7406).await;
+    // Valid for ten minutes, ending half an hour before the entry was integrated.
+    let leaf = k.ca.issue(&Leaf::fulcio(
+        EMAIL,
+        ISSUER,
+        logged_at() - time::Duration::minutes(40),
+    ));
+    k.push_keyless(&leaf, &k.rekor, |_| {}).await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(
+        &out,
+        "x509: certificate has expired or is not yet valid: current time",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_chain_to_another_ca_is_blocked() {
+    let k = Keyless::new(7407).await;
+    let other = Ca::new();
+    let leaf = valid_leaf(&other);
+    let chain = other.chain_pem();
+    k.push_keyless(&leaf, &k.rekor, |a| a[CHAIN_ANNOTATION] = json!(chain))
+        .await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    // Go's text: the other intermediate chains up to a root named like ours, whose key did not
+    // sign it.
+    k.assert_not_copied(
+        &out,
+        r#"veryfing leaf certificate failed: x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "sigstore")"#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_set_signed_by_another_key_is_blocked() {
+    let k = Keyless::new(7408).await;
+    k.push_keyless(&valid_leaf(&k.ca), &Rekor::new(), |_| {})
+        .await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(
+        &out,
+        "cryptographic signature verification of Rekor SET failed",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_set_made_for_another_signature_is_blocked() {
+    let k = Keyless::new(7409).await;
+    let leaf = valid_leaf(&k.ca);
+    // A genuine SET, for the same certificate, over another payload and signature.
+    let other_payload = payload(&k.src_ref(), &crate::support::sha256_digest(b"other"));
+    let other_sig = leaf.sign_b64(&other_payload);
+    let other_bundle = k.rekor.bundle(
+        &other_payload,
+        &other_sig,
+        &leaf.cert_pem,
+        logged_at().unix_timestamp(),
+    );
+    k.push_keyless(&leaf, &k.rekor, |a| {
+        a[BUNDLE_ANNOTATION] = json!(other_bundle)
+    })
+    .await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(&out, "signature in Rekor SET does not match")
+        .await;
+
+    // The same, with a SET for this signature but another certificate.
+    let k = Keyless::new(7410).await;
+    let leaf = valid_leaf(&k.ca);
+    let body = k.payload();
+    let sig = leaf.sign_b64(&body);
+    let other_leaf = valid_leaf(&k.ca);
+    let other_bundle = k.rekor.bundle(
+        &body,
+        &sig,
+        &other_leaf.cert_pem,
+        logged_at().unix_timestamp(),
+    );
+    let ann = json!({
+        SIG_ANNOTATION: sig,
+        CERT_ANNOTATION: leaf.cert_pem,
+        CHAIN_ANNOTATION: k.ca.chain_pem(),
+        BUNDLE_ANNOTATION: other_bundle,
+    });
+    push_signature_layer(&k.src, "lib/app", &k.img.digest, body, ann).await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(&out, "publicKey in Rekor SET does not match")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_bundle_or_certificate_annotation_missing_is_blocked() {
+    let k = Keyless::new(7411).await;
+    k.push_keyless(&valid_leaf(&k.ca), &k.rekor, |a| {
+        a.as_object_mut().unwrap().remove(BUNDLE_ANNOTATION);
+    })
+    .await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(&out, "missing dev.sigstore.cosign/bundle annotation")
+        .await;
+
+    let k = Keyless::new(7412).await;
+    k.push_keyless(&valid_leaf(&k.ca), &k.rekor, |a| {
+        a.as_object_mut().unwrap().remove(CERT_ANNOTATION);
+    })
+    .await;
+    let out = k.copy_with(k.fulcio_requirement()).await;
+    k.assert_not_copied(&out, "missing dev.sigstore.cosign/certificate annotation")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_signature_must_also_be_in_rekor_when_a_rekor_key_is_set() {
+    let k = Keyless::new(7413).await;
+    let key = TestKey::p256();
+    let key_path = key.write_public(k.dir.path(), "cosign.pub");
+    let requirement = json!({
+        "type": "sigstoreSigned",
+        "keyPath": key_path.display().to_string(),
+        "rekorPublicKeyPath": k.file("rekor.pub", &k.rekor.public_pem())
+    });
+    let body = k.payload();
+    let sig = base64::engine::general_purpose::STANDARD.encode(key.sign(&body));
+
+    // Without a bundle: blocked.
+    push_signature_layer(
+        &k.src,
+        "lib/app",
+        &k.img.digest,
+        body.clone(),
+        json!({ SIG_ANNOTATION: sig }),
+    )
+    .await;
+    let out = k.copy_with(requirement.clone()).await;
+    k.assert_not_copied(&out, "missing dev.sigstore.cosign/bundle annotation")
+        .await;
+
+    // Logged with the key: copied.
+    let bundle = k
+        .rekor
+        .bundle(&body, &sig, &key.public_pem(), logged_at().unix_timestamp());
+    push_signature_layer(
+        &k.src,
+        "lib/app",
+        &k.img.digest,
+        body,
+        json!({ SIG_ANNOTATION: sig, BUNDLE_ANNOTATION: bundle }),
+    )
+    .await;
+    let out = k.copy_with(requirement).await;
+    k.assert_copied(&out).await;
+}
+
+/// A PKI leaf for `dns` and EMAIL, valid around now.
+fn pki_leaf(ca: &Ca, dns: &str) -> Issued {
+    let now = time::OffsetDateTime::now_utc();
+    ca.issue(&Leaf {
+        emails: vec![EMAIL.to_string()],
+        uris: vec![],
+        dns: vec![dns.to_string()],
+        issuer_v1: None,
+        issuer_v2: None,
+        not_before: now - time::Duration::hours(1),
+        not_after: now + time::Duration::days(1),
+    })
+}
+
+impl Keyless {
+    fn pki_requirement(&self, hostname: &str, with_intermediates: bool) -> Value {
+        let mut pki = json!({
+            "caRootsPath": self.file("roots.pem", &self.ca.root_pem()),
+            "subjectEmail": EMAIL,
+            "subjectHostname": hostname
+        });
+        if with_intermediates {
+            pki["caIntermediatesPath"] = json!(self.file("inter.pem", &self.ca.intermediate_pem()));
+        }
+        json!({"type": "sigstoreSigned", "pki": pki})
+    }
+
+    async fn push_pki(&self, leaf: &Issued, chain: Option<String>) {
+        let body = self.payload();
+        let mut ann = json!({
+            SIG_ANNOTATION: leaf.sign_b64(&body),
+            CERT_ANNOTATION: leaf.cert_pem,
+        });
+        if let Some(chain) = chain {
+            ann[CHAIN_ANNOTATION] = json!(chain);
+        }
+        push_signature_layer(&self.src, "lib/app", &self.img.digest, body, ann).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pki_valid_signature_is_copied() {
+    // The intermediate from the signature's chain annotation …
+    let k = Keyless::new(7421).await;
+    k.push_pki(
+        &pki_leaf(&k.ca, "signer.example.com"),
+        Some(k.ca.chain_pem()),
+    )
+    .await;
+    let out = k
+        .copy_with(k.pki_requirement("signer.example.com", false))
+        .await;
+    k.assert_copied(&out).await;
+    // … or from the policy's caIntermediatesPath.
+    let k = Keyless::new(7422).await;
+    k.push_pki(&pki_leaf(&k.ca, "signer.example.com"), None)
+        .await;
+    let out = k
+        .copy_with(k.pki_requirement("signer.example.com", true))
+        .await;
+    k.assert_copied(&out).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pki_wrong_hostname_is_blocked() {
+    let k = Keyless::new(7423).await;
+    k.push_pki(
+        &pki_leaf(&k.ca, "other.example.com"),
+        Some(k.ca.chain_pem()),
+    )
+    .await;
+    let out = k
+        .copy_with(k.pki_requirement("signer.example.com", false))
+        .await;
+    k.assert_not_copied(
+        &out,
+        "Unexpected subject hostname: x509: certificate is valid for other.example.com, not signer.example.com",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pki_missing_intermediate_is_blocked() {
+    let k = Keyless::new(7424).await;
+    k.push_pki(&pki_leaf(&k.ca, "signer.example.com"), None)
+        .await;
+    let out = k
+        .copy_with(k.pki_requirement("signer.example.com", false))
+        .await;
+    k.assert_not_copied(&out, "x509: certificate signed by unknown authority")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_policy_without_rekor_key_is_refused_naming_the_file() {
+    let k = Keyless::new(7425).await;
+    let mut requirement = k.fulcio_requirement();
+    requirement
+        .as_object_mut()
+        .unwrap()
+        .remove("rekorPublicKeyPath");
+    let out = k.copy_with(requirement).await;
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("policy.json") && t.contains("At least one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas must be specified if fulcio is used"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        head_manifest(&k.dst.url(), "mirror/app", &k.img.digest, None, None).await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_applies_keyless_and_pki_requirements_per_repository() {
+    let moto = Moto::start();
+    let up = Registry::start();
+    let ecr = Registry::start_htpasswd(MOTO_ECR_USER, MOTO_ECR_PASSWORD);
+    let dir = PolicyDir::new();
+    let (ca, rekor) = (Ca::new(), Rekor::new());
+    let write = |name: &str, contents: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    };
+
+    // Three upstream images: keyless-signed by EMAIL, keyless-signed by someone else, PKI-signed.
+    let mut images = vec![];
+    for (i, repo) in ["up/keyless", "up/impostor", "up/pki"].iter().enumerate() {
+        let img = random_image(7430 + i as u64, &[900], "linux/amd64", Format::Oci);
+        push_image(&up.url(), repo, "v1", &img, None, None).await;
+        let body = payload(&format!("{}/{repo}:v1", up.host), &img.digest);
+        let ann = match *repo {
+            "up/pki" => {
+                let leaf = pki_leaf(&ca, "signer.example.com");
+                json!({
+                    SIG_ANNOTATION: leaf.sign_b64(&body),
+                    CERT_ANNOTATION: leaf.cert_pem,
+                    CHAIN_ANNOTATION: ca.chain_pem(),
+                })
+            }
+            _ => {
+                let email = if *repo == "up/keyless" {
+                    EMAIL
+                } else {
+                    "x@example.com"
+                };
+                let leaf = ca.issue(&Leaf::fulcio(email, ISSUER, logged_at()));
+                let sig = leaf.sign_b64(&body);
+                let bundle = rekor.bundle(
+                    &body,
+                    &sig,
+                    &leaf.cert_pem,
+                    logged_at().unix_timestamp() + 1,
+                );
+                json!({
+                    SIG_ANNOTATION: sig,
+                    CERT_ANNOTATION: leaf.cert_pem,
+                    CHAIN_ANNOTATION: ca.chain_pem(),
+                    BUNDLE_ANNOTATION: bundle,
+                })
+            }
+        };
+        push_signature_layer(&up, repo, &img.digest, body, ann).await;
+        let mirror = repo.replace("up/", "mirror/");
+        ecr_api(
+            &moto,
+            "CreateRepository",
+            json!({"repositoryName": mirror, "tags": [
+                {"Key": "upstream-image", "Value": format!("{}/{repo}", up.host)},
+                {"Key": "upstream-tags", "Value": "v1"}
+            ]}),
+        )
+        .await;
+        images.push((mirror, img));
+    }
+    let fulcio = json!([{
+        "type": "sigstoreSigned",
+        "fulcio": {"caPath": write("fulcio.pem", &ca.root_pem()), "oidcIssuer": ISSUER, "subjectEmail": EMAIL},
+        "rekorPublicKeyPath": write("rekor.pub", &rekor.public_pem())
+    }]);
+    let pki = json!([{
+        "type": "sigstoreSigned",
+        "pki": {"caRootsPath": write("roots.pem", &ca.root_pem()), "subjectHostname": "signer.example.com"}
+    }]);
+    let policy = dir.write(
+        "policy.json",
+        &json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {
+                format!("{}/up/keyless", up.host): fulcio,
+                format!("{}/up/impostor", up.host): fulcio,
+                format!("{}/up/pki", up.host): pki,
+            }}
+        }),
+    );
+    let mut env = moto.env();
+    for (k, v) in [
+        ("ECR_MIRROR_SYNC_REGISTRY_ENDPOINT", ecr.url()),
+        ("ECR_MIRROR_SYNC_DEST_TLS_VERIFY", "false".to_string()),
+        ("ECR_MIRROR_SYNC_SRC_TLS_VERIFY", "false".to_string()),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    let run = run_async(&["sync", "--output", "json", "--policy", &policy], &env).await;
+    assert_exit(&run, 1);
+    for (mirror, img) in &images {
+        let i = one(&run, "item", mirror, "v1");
+        let written = head_manifest(&ecr.url(), mirror, "v1", ecr.auth(), None).await;
+        if mirror == "mirror/impostor" {
+            assert_eq!(i["outcome"], "blocked", "{i}\n{}", describe(&run));
+            assert!(i.to_string().contains("Required email"), "{i}");
+            assert_eq!(written, None, "the impostor was written");
+        } else {
+            assert_eq!(i["outcome"], "copied", "{mirror}: {i}\n{}", describe(&run));
+            assert_eq!(written, Some(img.digest.clone()), "{mirror}");
+        }
+    }
+}

@@ -82,43 +82,102 @@ fn conflicts_exit_2_before_any_network_call_in_every_command() {
     // (command line, a word the message must contain)
     let cases: Vec<(Vec<String>, &str)> = vec![
         // copy
-        (copy(&["--src-creds", "a:b", "--src-username", "u"]), "--src-creds"),
+        (
+            copy(&["--src-creds", "a:b", "--src-username", "u"]),
+            "--src-creds",
+        ),
         (copy(&["--src-username", "u"]), "--src-password"),
-        (copy(&["--dest-creds", "a:b", "--dest-registry-token", "t"]), "--dest-creds"),
-        (copy(&["--dest-creds", "a:b", "--dest-no-creds"]), "--dest-no-creds"),
+        (
+            copy(&["--dest-creds", "a:b", "--dest-registry-token", "t"]),
+            "--dest-creds",
+        ),
+        (
+            copy(&["--dest-creds", "a:b", "--dest-no-creds"]),
+            "--dest-no-creds",
+        ),
         (copy(&["--src-authfile", &bad_auth]), "auth.json"),
-        (copy(&["--src-authfile", "/nonexistent/auth.json"]), "--src-authfile"),
+        (
+            copy(&["--src-authfile", "/nonexistent/auth.json"]),
+            "--src-authfile",
+        ),
         (copy(&["--override-os", "linux"]), "--override-arch"),
         (copy(&["--platform", "linux"]), "linux"),
         (copy(&["--create-missing"]), "--create-missing"),
-        (copy(&["--registry-endpoint", "not a url"]), "--registry-endpoint"),
         (
-            vec!["copy".into(), "--src".into(), src.clone(), "--dest".into(), dst.clone(), "--policy".into(), "/nonexistent/policy.json".into()],
+            copy(&["--registry-endpoint", "not a url"]),
+            "--registry-endpoint",
+        ),
+        (
+            vec![
+                "copy".into(),
+                "--src".into(),
+                src.clone(),
+                "--dest".into(),
+                dst.clone(),
+                "--policy".into(),
+                "/nonexistent/policy.json".into(),
+            ],
             "policy.json",
         ),
         (
-            vec!["copy".into(), "--src".into(), src.clone(), "--dest".into(), ecr_dst.clone(), "--insecure-policy".into(), "--create-missing".into(), "--kms-key".into(), "k".into()],
+            vec![
+                "copy".into(),
+                "--src".into(),
+                src.clone(),
+                "--dest".into(),
+                ecr_dst.clone(),
+                "--insecure-policy".into(),
+                "--create-missing".into(),
+                "--kms-key".into(),
+                "k".into(),
+            ],
             "--kms-key",
         ),
         (
-            vec!["copy".into(), "--src".into(), format!("{h}/lib/app@sha256:{}", "a".repeat(64)), "--dest".into(), format!("{h}/mirror/app"), "--insecure-policy".into()],
+            vec![
+                "copy".into(),
+                "--src".into(),
+                format!("{h}/lib/app@sha256:{}", "a".repeat(64)),
+                "--dest".into(),
+                format!("{h}/mirror/app"),
+                "--insecure-policy".into(),
+            ],
             "--dest",
         ),
         // sync
-        (estate("sync", &["--src-creds", "a:b", "--src-username", "u"]), "--src-creds"),
+        (
+            estate("sync", &["--src-creds", "a:b", "--src-username", "u"]),
+            "--src-creds",
+        ),
         (estate("sync", &["--src-authfile", &bad_auth]), "auth.json"),
         (estate("sync", &["--prefix", "/mirror"]), "--prefix"),
         (estate("sync", &["--shard", "3/2"]), "--shard"),
         (estate("sync", &["--pushgateway", &pushgw]), "--pushgateway"),
         (estate("sync", &["--metrics-job", "a b"]), "--metrics-job"),
-        (estate("sync", &["--metrics-file", "/nonexistent/dir/m.prom"]), "--metrics-file"),
-        (estate("sync", &["--registry-endpoint", "not a url"]), "--registry-endpoint"),
+        (
+            estate("sync", &["--metrics-file", "/nonexistent/dir/m.prom"]),
+            "--metrics-file",
+        ),
+        (
+            estate("sync", &["--registry-endpoint", "not a url"]),
+            "--registry-endpoint",
+        ),
         (estate("sync", &["--platform", "bad"]), "bad"),
         (estate("sync", &["--create-missing"]), "--create-missing"),
         (estate("sync", &["--scan-on-push"]), "--scan-on-push"),
-        (vec!["sync".into(), "--policy".into(), "/nonexistent/policy.json".into()], "policy.json"),
+        (
+            vec![
+                "sync".into(),
+                "--policy".into(),
+                "/nonexistent/policy.json".into(),
+            ],
+            "policy.json",
+        ),
         // list
-        (estate("list", &["--src-creds", "a:b", "--src-no-creds"]), "--src-no-creds"),
+        (
+            estate("list", &["--src-creds", "a:b", "--src-no-creds"]),
+            "--src-no-creds",
+        ),
         (estate("list", &["--shard", "x"]), "--shard"),
         (estate("list", &["--check", "--prefix", "a/"]), "--prefix"),
         // verify
@@ -126,16 +185,48 @@ fn conflicts_exit_2_before_any_network_call_in_every_command() {
         (estate("verify", &["--prefix", ""]), "--prefix"),
         // push (the archive does not exist: the settings are checked first)
         (
-            vec!["push".into(), "--archive".into(), "/nonexistent.tar".into(), "--dest".into(), dst.clone(), "--dest-creds".into(), "a:b".into(), "--dest-no-creds".into()],
+            vec![
+                "push".into(),
+                "--archive".into(),
+                "/nonexistent.tar".into(),
+                "--dest".into(),
+                dst.clone(),
+                "--dest-creds".into(),
+                "a:b".into(),
+                "--dest-no-creds".into(),
+            ],
             "--dest-creds",
         ),
         (
-            vec!["push".into(), "--archive".into(), "/nonexistent.tar".into(), "--dest".into(), dst.clone(), "--tag".into(), "-bad".into()],
+            vec![
+                "push".into(),
+                "--archive".into(),
+                "/nonexistent.tar".into(),
+                "--dest".into(),
+                dst.clone(),
+                "--tag=-bad".into(),
+            ],
             "-bad",
         ),
         // import
-        (vec!["import".into(), images.clone(), "--kms-key".into(), "k".into()], "--kms-key"),
-        (vec!["import".into(), images.clone(), "--lifecycle-policy".into(), "/nonexistent.json".into()], "--lifecycle-policy"),
+        (
+            vec![
+                "import".into(),
+                images.clone(),
+                "--kms-key".into(),
+                "k".into(),
+            ],
+            "--kms-key",
+        ),
+        (
+            vec![
+                "import".into(),
+                images.clone(),
+                "--lifecycle-policy".into(),
+                "/nonexistent.json".into(),
+            ],
+            "--lifecycle-policy",
+        ),
     ];
     let mut failures = Vec::new();
     for (args, needle) in &cases {

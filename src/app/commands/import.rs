@@ -134,9 +134,9 @@ mod tests {
     use super::*;
     use crate::app::cli::{Cli, Command, EncryptionKind, RepoSettingsArgs, TagMutability};
     use crate::app::settings::repo_settings;
+    use clap::Parser;
     use ecr_mirror_sync::ecr::{Encryption, RepoSettings};
     use std::path::Path;
-    use clap::Parser;
 
     fn import_args(args: &[&str]) -> Result<ImportArgs, clap::Error> {
         let mut all = vec!["x", "import"];

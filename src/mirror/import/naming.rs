@@ -146,4 +146,3 @@ fn parse_dest(raw: &str) -> Result<(String, Option<String>), String> {
     };
     Ok((name, tag))
 }
-

@@ -310,4 +310,3 @@ pub fn parse_source(raw: &str) -> Result<TaggedRef, String> {
         }
     }
 }
-

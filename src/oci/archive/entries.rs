@@ -45,7 +45,13 @@ pub(super) fn resolve_link(entry: &str, target: &Path, hard: bool) -> Option<Str
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-pub(super) fn truncated_error(path: &str, name: &str, offset: u64, size: u64, len: u64) -> ArchiveError {
+pub(super) fn truncated_error(
+    path: &str,
+    name: &str,
+    offset: u64,
+    size: u64,
+    len: u64,
+) -> ArchiveError {
     ArchiveError::Corrupt {
         path: path.to_string(),
         reason: format!(

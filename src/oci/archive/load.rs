@@ -31,7 +31,6 @@ impl Archive {
         }
     }
 
-
     pub(super) fn read_docker_manifest(&mut self) -> Result<(), ArchiveError> {
         let bytes = self.read_small("manifest.json", MAX_MANIFEST_BYTES)?;
         let items: Vec<DockerManifestItem> = serde_json::from_slice(&bytes)

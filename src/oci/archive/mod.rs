@@ -285,9 +285,6 @@ impl ImageSource for ArchiveImage {
     }
 }
 
-
-
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DockerManifestItem {
@@ -584,12 +581,7 @@ impl Archive {
             digest.strip_prefix("sha256:").unwrap_or(digest)
         )
     }
-
 }
-
-
-
-
 
 #[cfg(test)]
 mod tests {

@@ -33,8 +33,6 @@ use super::transport::Registry;
 mod blob;
 mod source;
 
-use blob::push_blob;
-pub use source::{ImageSource, RegistryImage};
 use super::manifest::Manifest;
 use super::manifest::{
     blobs_of, filtered_index, platform_string, select_children, Parsed, MAX_INDEX_DEPTH,
@@ -42,6 +40,8 @@ use super::manifest::{
 };
 use crate::oci::PlatformFilter;
 use crate::oci::RegistryError;
+use blob::push_blob;
+pub use source::{ImageSource, RegistryImage};
 
 /// How many blobs of one image, and children of one index, are copied at once.
 const IMAGE_FANOUT: usize = 4;

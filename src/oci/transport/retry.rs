@@ -3,8 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::Registry;
 use super::super::RegistryError;
+use super::Registry;
 
 /// Retry settings, shared by every request of a run.
 #[derive(Clone, Debug)]

@@ -32,6 +32,7 @@ mod moto;
 mod proxy;
 mod pushgateway;
 mod registry;
+pub mod sigstore;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

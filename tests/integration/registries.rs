@@ -622,6 +622,39 @@ async fn personality_k8s_and_quay_manners() {
     let c = client();
 
     let k8s = Personality::k8s(&up).await;
+    // `/v2/` challenges for a correlation token; nothing else needs it.
+    let r = c.get(format!("{}/v2/", k8s.url())).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let ch = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ch.starts_with(&format!("Bearer realm=\"{}/token\"", k8s.url())),
+        "{ch}"
+    );
+    let tok: Value = c
+        .get(format!("{}/token", k8s.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tok["expires_in"], 3600);
+    let r = c
+        .get(format!("{}/v2/", k8s.url()))
+        .bearer_auth(tok["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .put(format!("{}/v2/pause/manifests/x", k8s.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
     for (method, path) in [
         (reqwest::Method::GET, "/v2/pause/manifests/3.9".to_string()),
         (reqwest::Method::HEAD, "/v2/pause/manifests/3.9".to_string()),
@@ -642,14 +675,12 @@ async fn personality_k8s_and_quay_manners() {
             .unwrap();
         assert_eq!(r.status(), 307, "{method} {path}");
         let loc = r.headers()["location"].to_str().unwrap().to_string();
-        assert_eq!(
-            loc,
-            format!(
-                "{}/v2/{K8S_BACKEND_PREFIX}/{}",
-                k8s.side_url(),
-                path.trim_start_matches("/v2/")
-            )
+        let want = format!(
+            "{}/v2/{K8S_BACKEND_PREFIX}/{}?rid=",
+            k8s.side_url(),
+            path.trim_start_matches("/v2/")
         );
+        assert!(loc.starts_with(&want), "{loc} should start with {want}");
         let r = c
             .request(method.clone(), &loc)
             .header("accept", ACCEPT)
@@ -859,7 +890,18 @@ async fn cold_small(upstream: Upstream) -> Estate {
 async fn k8s_to_ecr_small_images() {
     let e = cold_small(Upstream::K8s).await;
     assert!(e.src.counters().redirects > 0);
-    assert!(!e.src.side_hits().is_empty());
+    let side = e.src.side_hits();
+    assert!(
+        side.iter().any(|h| h.kind() == Kind::Manifest)
+            && side.iter().any(|h| h.kind() == Kind::Blob),
+        "{}",
+        show(&side)
+    );
+    // The tool took registry.k8s.io's correlation token and sent it to the main host only.
+    assert!(e.src.hits().iter().any(|h| h.listener == Listener::Main
+        && h.authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "))));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -888,6 +930,7 @@ async fn redirect_targets_get_no_credentials_for_manifests_or_blobs() {
     // the main host): the tool authenticates there, and must not carry the header along.
     let e = Estate::start(Upstream::K8s).await;
     e.src.set_manners(|m| {
+        m.correlation_token = false;
         m.basic_auth = Some(("mirror".to_string(), "s3cret".to_string()));
     });
     let a = small_img(301);

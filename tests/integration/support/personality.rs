@@ -174,10 +174,18 @@ pub struct Manners {
     pub blob_cdn_redirect: bool,
 
     // ---------------------------------------------------------------- registry.k8s.io
-    /// registry.k8s.io: manifest and blob GET and HEAD answer 307 to a regional backend on
-    /// another host (the side listener, under `/v2/k8s-artifacts-prod/images/`), which
-    /// serves them (kubernetes/registry.k8s.io `cmd/archeio`; kubernetes/k8s.io#4337).
+    /// registry.k8s.io: every `/v2/<name>/...` GET and HEAD (manifests, blobs, tag lists)
+    /// answers 307 to a regional backend on another host (the side listener, under
+    /// `/v2/k8s-artifacts-prod/images/`, with a `rid=` trace parameter), which serves them;
+    /// other methods answer 405 (kubernetes/registry.k8s.io
+    /// `cmd/archeio/internal/app/handlers.go`; kubernetes/k8s.io#4337).
     pub redirect_to_backend: bool,
+    /// registry.k8s.io: `GET /v2/` answers 401 `Bearer realm=".../token",service="HOST"`;
+    /// `/token` hands out a pull-correlation "token" (32 hex digits, `expires_in` 3600) that
+    /// clients then send on every request, and must drop when they follow a redirect to
+    /// another host (same file: "standard clients strip the Authorization header when
+    /// following redirects to other hosts, so the correlation token never leaks").
+    pub correlation_token: bool,
 
     // ---------------------------------------------------------------- quay.io
     /// quay.io (and some other registries): a HEAD of a manifest carries no
@@ -509,6 +517,7 @@ impl Manners {
     pub fn k8s() -> Manners {
         Manners {
             redirect_to_backend: true,
+            correlation_token: true,
             ..Manners::default()
         }
     }
@@ -699,6 +708,30 @@ async fn handle_main(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
     let kind = kind_of(&path);
     let repo = repo_of(&path);
 
+    // --- registry.k8s.io's correlation token ---
+    if m.correlation_token {
+        if path == "/token" {
+            return correlation_token(state);
+        }
+        if path == "/v2/" || path == "/v2" {
+            let ok = header_str(req.headers(), "authorization")
+                .and_then(|h| h.strip_prefix("Bearer ").map(str::to_string))
+                .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                state.counters.lock().unwrap().challenged += 1;
+                let mut r = oci_error(401, "UNAUTHORIZED", "authentication required");
+                let c = format!(
+                    "Bearer realm=\"{}/token\",service=\"{}\"",
+                    state.main_origin,
+                    state.main_origin.trim_start_matches("http://")
+                );
+                r.headers_mut()
+                    .insert("www-authenticate", c.parse().unwrap());
+                return r;
+            }
+        }
+    }
+
     // --- Docker Hub's token endpoint and bearer gate ---
     if path == "/token" {
         if m.bearer_token_ttl.is_some() {
@@ -755,12 +788,20 @@ async fn handle_main(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
     }
 
     // --- redirects to another host ---
-    if m.redirect_to_backend
-        && matches!(kind, Kind::Manifest | Kind::Blob)
-        && matches!(method, Method::GET | Method::HEAD)
-    {
+    if m.redirect_to_backend && path.starts_with("/v2/") && path != "/v2/" {
+        if !matches!(method, Method::GET | Method::HEAD) {
+            return oci_error(405, "UNSUPPORTED", "Only GET and HEAD are allowed.");
+        }
         let rest = path.strip_prefix("/v2/").unwrap_or("");
-        let loc = format!("{}/v2/{K8S_BACKEND_PREFIX}/{rest}", state.side_origin);
+        let rid = format!(
+            "{:032x}",
+            state.token_seq.fetch_add(1, Ordering::Relaxed) as u128 * 0x9e37_79b9_7f4a_7c15
+        );
+        let q = match &query {
+            Some(q) => format!("?{q}&rid={rid}"),
+            None => format!("?rid={rid}"),
+        };
+        let loc = format!("{}/v2/{K8S_BACKEND_PREFIX}/{rest}{q}", state.side_origin);
         return redirect(state, &loc);
     }
     if m.blob_cdn_redirect && kind == Kind::Blob && method == Method::GET {
@@ -1022,6 +1063,19 @@ fn issue_token(state: &Arc<State>, query: Option<&str>) -> Response<Body> {
         .unwrap()
 }
 
+fn correlation_token(state: &Arc<State>) -> Response<Body> {
+    let n = state.token_seq.fetch_add(1, Ordering::Relaxed);
+    let token = format!("{:032x}", (n as u128 + 1) * 0x0123_4567_89ab_cdef);
+    state.counters.lock().unwrap().token_scopes.push(vec![]);
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(full(format!(
+            "{{\"token\":\"{token}\",\"expires_in\":3600}}"
+        )))
+        .unwrap()
+}
+
 fn check_bearer(
     state: &Arc<State>,
     req: &HRequest<Incoming>,
@@ -1198,9 +1252,15 @@ async fn handle_side(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
         // A regional backend: serves the same content under its own prefix, anonymously.
         let mut req = req;
         req.headers_mut().remove("authorization");
-        let pq = match &query {
-            Some(q) => format!("/v2/{rest}?{q}"),
-            None => format!("/v2/{rest}"),
+        let kept: Vec<String> = query_pairs(query.as_deref())
+            .into_iter()
+            .filter(|(k, _)| k != "rid")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let pq = if kept.is_empty() {
+            format!("/v2/{rest}")
+        } else {
+            format!("/v2/{rest}?{}", kept.join("&"))
         };
         *req.uri_mut() = pq.parse().unwrap();
         let (parts, body) = req.into_parts();

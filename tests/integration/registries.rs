@@ -1199,3 +1199,76 @@ async fn ecr_without_blob_mounting_costs_at_most_one_refused_mount() {
         show(&e.ecr.hits())
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A personality as a server, for the benchmarks
+// ---------------------------------------------------------------------------------------------
+
+/// Not a test: serves one personality for `bench/` (see `bench/latency_proxy.md`).
+///
+/// `PERSONALITY_SERVE="KIND UPSTREAM DELAY_MS STATE_FILE"`, KIND one of `plain`, `ecr`,
+/// `hub:BUDGET`, `k8s`, `quay:PAGE`, UPSTREAM a running registry (`http://127.0.0.1:PORT`).
+/// Every 200 ms it rewrites STATE_FILE with one JSON object (`url`, `side_url`, `cpu_ns`,
+/// `requests`, `by_kind`, `pulls_spent`, `rate_limited`, `redirects`); it stops when
+/// `STATE_FILE.stop` exists, after writing the file a last time.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a server for bench/, not a test: set PERSONALITY_SERVE (bench/latency_proxy.md)"]
+async fn serve_personality_for_benchmarks() {
+    let Ok(spec) = std::env::var("PERSONALITY_SERVE") else {
+        eprintln!("PERSONALITY_SERVE is not set; nothing to serve");
+        return;
+    };
+    let parts: Vec<&str> = spec.split_whitespace().collect();
+    let [kind, upstream, delay_ms, state_file] = parts[..] else {
+        panic!("PERSONALITY_SERVE={spec:?}: want \"KIND UPSTREAM DELAY_MS STATE_FILE\"");
+    };
+    let (kind, arg) = kind.split_once(':').unwrap_or((kind, ""));
+    let mut m = match kind {
+        "plain" => Manners::default(),
+        "ecr" => Manners::ecr(),
+        "hub" => Manners::docker_hub(),
+        "k8s" => Manners::k8s(),
+        "quay" => Manners::quay(),
+        other => panic!("unknown personality {other:?}"),
+    };
+    if kind == "quay" && !arg.is_empty() {
+        m.tags_page_size = Some(arg.parse().expect("quay:PAGE"));
+    }
+    m.delay = Duration::from_millis(delay_ms.parse().expect("DELAY_MS"));
+    let p = Personality::start(upstream, m).await;
+    if kind == "hub" {
+        let budget: u64 = if arg.is_empty() {
+            u64::MAX / 2
+        } else {
+            arg.parse().expect("hub:BUDGET")
+        };
+        p.set_pull_budget(budget.max(100), budget);
+    }
+    let stop = format!("{state_file}.stop");
+    loop {
+        let cpu = p.cpu();
+        let c = p.counters();
+        let by_kind: serde_json::Map<String, Value> = c
+            .requests
+            .iter()
+            .map(|((m, k), n)| (format!("{m} {k:?}"), json!(n)))
+            .collect();
+        let state = json!({
+            "url": p.url(),
+            "side_url": p.side_url(),
+            "cpu_ns": cpu.cpu.as_nanos() as u64,
+            "requests": cpu.requests,
+            "by_kind": by_kind,
+            "pulls_spent": c.pulls_spent,
+            "rate_limited": c.rate_limited,
+            "redirects": c.redirects,
+        });
+        let tmp = format!("{state_file}.tmp");
+        std::fs::write(&tmp, state.to_string()).expect("write state");
+        std::fs::rename(&tmp, state_file).expect("rename state");
+        if std::path::Path::new(&stop).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

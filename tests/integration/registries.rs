@@ -929,6 +929,79 @@ async fn hub_to_ecr_small_images() {
         .any(|h| h.path.starts_with("/cdn/") && h.status == 200));
 }
 
+/// A stale tag through each upstream personality: the upstream moves `v1`, the sync copies
+/// it again, `v2` is untouched.
+async fn stale_small(upstream: Upstream) -> Estate {
+    let e = Estate::start(upstream).await;
+    let (a, b, a2) = (small_img(251), small_img(252), small_img(253));
+    e.push_up("library/app", "v1", &a).await;
+    e.push_up("library/app", "v2", &b).await;
+    e.create_repo("mirror/app", "library/app", "v1/v2").await;
+    e.sync(&[]).await.assert_code(0);
+    e.push_up("library/app", "v1", &a2).await;
+    e.src.clear();
+    let run = e.sync(&[]).await;
+    let ctx = run.ctx();
+    run.assert_code(0);
+    assert_eq!(run.outcome("mirror/app", "v1"), "copied", "{ctx}");
+    assert_eq!(run.outcome("mirror/app", "v2"), "skipped", "{ctx}");
+    assert_eq!(
+        e.ecr_digest("mirror/app", "v1").await,
+        Some(a2.digest.clone())
+    );
+    assert!(e.src.side_hits_with_authorization().is_empty());
+    e
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_stale_tag_spends_one_pull() {
+    let e = stale_small(Upstream::Hub { budget: 100 }).await;
+    // Pulls only for what is stale: one single-platform manifest.
+    assert_eq!(e.src.counters().pulls_spent, 1, "{}", show(&e.src.hits()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn k8s_stale_tag() {
+    stale_small(Upstream::K8s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quay_stale_tag() {
+    stale_small(Upstream::Quay { page: 1 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_token_expiring_mid_run_is_renewed() {
+    // Tokens that live 1 s, and a registry 150 ms away: the run outlives its first tokens.
+    let e = Estate::start(Upstream::Hub { budget: 100 }).await;
+    e.src.set_manners(|m| {
+        m.bearer_token_ttl = Some(Duration::from_secs(1));
+        m.delay = Duration::from_millis(150);
+    });
+    let imgs: Vec<Image> = (0..4).map(|i| small_img(270 + i)).collect();
+    for (i, img) in imgs.iter().enumerate() {
+        e.push_up("library/app", &format!("v{i}"), img).await;
+    }
+    e.create_repo("mirror/app", "library/app", "v0/v1/v2/v3")
+        .await;
+    let run = e.sync(&[]).await;
+    let ctx = run.ctx();
+    run.assert_code(0);
+    for (i, img) in imgs.iter().enumerate() {
+        assert_eq!(
+            e.ecr_digest("mirror/app", &format!("v{i}")).await,
+            Some(img.digest.clone()),
+            "{ctx}"
+        );
+    }
+    let n = e.src.counters();
+    assert!(
+        n.token_scopes.len() >= 2,
+        "expected a renewal: {:?}\n{ctx}",
+        n.token_scopes
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redirect targets never see credentials
 // ---------------------------------------------------------------------------------------------

@@ -12,5 +12,6 @@ mod harness;
 mod import;
 mod policy;
 mod push;
+mod registries;
 mod reliability;
 mod sync;

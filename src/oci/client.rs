@@ -503,7 +503,14 @@ impl Registry {
                 location,
                 &scopes,
                 &what,
-                &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                // ECR answers the PATCH with 201 Created (regclient `scheme/reg/blob.go`,
+                // dotnet/sdk-container-builds#279) and still expects the closing PUT: the
+                // upload is committed only by `PUT ?digest=`, whatever the PATCH said.
+                &[
+                    StatusCode::ACCEPTED,
+                    StatusCode::NO_CONTENT,
+                    StatusCode::CREATED,
+                ],
                 false,
                 &with_body,
             )

@@ -823,7 +823,6 @@ async fn cold_then_noop(upstream: Upstream) -> Estate {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool refuses ECR's 201 on the PATCH of an upload (accepts only 202/204)"]
 async fn plain_upstream_to_ecr_cold_and_noop() {
     let e = cold_then_noop(Upstream::Plain).await;
     // Against ECR the upload of a big blob is one PATCH answered 201, then the closing PUT.
@@ -831,7 +830,6 @@ async fn plain_upstream_to_ecr_cold_and_noop() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool refuses ECR's 201 on the PATCH of an upload (accepts only 202/204)"]
 async fn hub_to_ecr_cold_and_noop() {
     let e = cold_then_noop(Upstream::Hub { budget: 100 }).await;
     // The no-op spends no pulls: HEADs only.
@@ -841,7 +839,6 @@ async fn hub_to_ecr_cold_and_noop() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool refuses ECR's 201 on the PATCH of an upload (accepts only 202/204)"]
 async fn k8s_to_ecr_cold_and_noop() {
     let e = cold_then_noop(Upstream::K8s).await;
     // Every manifest and blob request went through a redirect.
@@ -849,7 +846,6 @@ async fn k8s_to_ecr_cold_and_noop() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool refuses ECR's 201 on the PATCH of an upload (accepts only 202/204)"]
 async fn quay_to_ecr_cold_and_noop() {
     let e = cold_then_noop(Upstream::Quay { page: 1 }).await;
     // quay's HEAD has no digest: the no-op costs one GET per tag, no more.
@@ -1437,7 +1433,6 @@ async fn copy_hub_to_ecr_small_image() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool refuses ECR's 201 on the PATCH of an upload (accepts only 202/204)"]
 async fn copy_k8s_to_ecr_big_layer() {
     let e = Estate::start(Upstream::K8s).await;
     let img = img_with_big_layer(902);

@@ -25,6 +25,10 @@ pub enum Outcome {
     Blocked(Failure),
     /// Failed, with the reason.
     Failed(Failure),
+    /// Not attempted, or given up without writing anything, because a registry's pull budget
+    /// is used up for this run (label `rate-limited`); the next run finishes it. Counts as a
+    /// problem (exit 1).
+    Deferred(Failure),
 }
 
 impl Outcome {
@@ -35,6 +39,7 @@ impl Outcome {
             Outcome::Copied(_) => "copied",
             Outcome::Blocked(_) => "blocked",
             Outcome::Failed(_) => "failed",
+            Outcome::Deferred(_) => "deferred",
         }
     }
 }
@@ -61,12 +66,13 @@ pub async fn execute(
     cancel: &CancellationToken,
     on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
 ) -> Vec<Executed> {
-    let results = futures::stream::iter(plan.iter().enumerate().map(|(i, a)| async move {
+    let results = futures::stream::iter(run_order(plan).map(|(i, a)| async move {
         let started = Instant::now();
         let outcome = match &a.kind {
             ActionKind::Skip => Outcome::Skipped,
             ActionKind::Blocked(r) => Outcome::Blocked(r.clone()),
             ActionKind::Error(r) => Outcome::Failed(r.clone()),
+            ActionKind::Deferred(r) => Outcome::Deferred(r.clone()),
             ActionKind::CopyMissing | ActionKind::CopyStale => {
                 if cancel.is_cancelled() {
                     Outcome::Failed(Failure::new(
@@ -76,6 +82,9 @@ pub async fn execute(
                 } else {
                     match copy_one(a, sources, dest, signatures, cancel).await {
                         Ok(r) => Outcome::Copied(r),
+                        Err(e @ RegistryError::PullBudget { .. }) => {
+                            Outcome::Deferred(Failure::from(e))
+                        }
                         Err(e) => Outcome::Failed(Failure::from(e)),
                     }
                 }
@@ -104,6 +113,20 @@ pub async fn execute(
             }
         })
         .collect()
+}
+
+/// The order in which a plan's items are started: missing tags before stale ones (a tag that
+/// is absent hurts more than one that is behind, and a pull budget that runs out should be
+/// spent on those first), then everything that needs no request. Stable within each group.
+fn run_order(plan: &[Action]) -> impl Iterator<Item = (usize, &Action)> {
+    let rank = |a: &Action| match a.kind {
+        ActionKind::CopyMissing => 0,
+        ActionKind::CopyStale => 1,
+        _ => 2,
+    };
+    let mut order: Vec<(usize, &Action)> = plan.iter().enumerate().collect();
+    order.sort_by_key(|(i, a)| (rank(a), *i));
+    order.into_iter()
 }
 
 async fn copy_one(
@@ -227,6 +250,7 @@ pub async fn sync(
                 action: a.clone(),
                 outcome: match &a.kind {
                     ActionKind::Error(e) => Outcome::Failed(e.clone()),
+                    ActionKind::Deferred(e) => Outcome::Deferred(e.clone()),
                     _ => Outcome::Skipped,
                 },
                 secs: 0.0,

@@ -63,6 +63,32 @@ pub struct Registry {
     pub(super) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
     /// Counters for the run report.
     pub stats: Stats,
+    /// The pull budget as this run has seen it (Docker Hub's `RateLimit-Remaining`).
+    pub(super) budget: std::sync::Mutex<PullBudget>,
+}
+
+/// A registry's pull budget, as its `RateLimit-Remaining: N;w=SECS` headers show it. A manifest
+/// GET is a pull (Docker's definition); HEADs, blobs and tag lists are not.
+#[derive(Debug, Default)]
+pub(super) struct PullBudget {
+    /// The last `RateLimit-Remaining` seen, when the registry sends one.
+    pub(super) remaining: Option<i64>,
+    /// The window, `w=SECS`, when sent.
+    pub(super) window_secs: Option<u64>,
+    /// Manifest GETs sent and not answered yet (each may spend one pull).
+    pub(super) in_flight: i64,
+    /// Set at the first 429 on a manifest GET, or when no pull is left: no manifest GET is
+    /// sent again in this run.
+    pub(super) exhausted: bool,
+}
+
+/// A pull reserved by [`Registry::reserve_pull`]; released when the GET is answered.
+struct PullGuard<'a>(&'a std::sync::Mutex<PullBudget>);
+
+impl Drop for PullGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("not poisoned").in_flight -= 1;
+    }
 }
 
 /// A repository's tags, as one listing returned them.
@@ -105,7 +131,8 @@ impl Registry {
                 )
                 .await
             })
-            .await?;
+            .await
+            .map_err(|e| self.name_reference(e, repo, reference))?;
         if res.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -147,6 +174,7 @@ impl Registry {
         let scopes = Self::scope_key(repo, Access::Pull, None);
         let path = format!("/v2/{repo}/manifests/{reference}");
         let accept = accept_header();
+        let _pull = self.reserve_pull(&what)?;
         self.retrying(&what, || async {
             let res = self
                 .send(
@@ -157,7 +185,8 @@ impl Registry {
                     &[StatusCode::OK],
                     &|rb| rb.header(ACCEPT, accept.as_str()),
                 )
-                .await?;
+                .await
+                .map_err(|e| self.name_reference(self.pull_refused(e, &what), repo, reference))?;
             let header_type = res
                 .headers()
                 .get(CONTENT_TYPE)
@@ -553,6 +582,81 @@ impl Registry {
     pub fn rate_limit_remaining(&self) -> Option<i64> {
         let v = self.stats.rate_limit_remaining.load(Ordering::Relaxed);
         (v >= 0).then_some(v)
+    }
+
+    /// A manifest request's "not found, or not authorized" names the whole reference.
+    fn name_reference(&self, e: RegistryError, repo: &str, reference: &str) -> RegistryError {
+        match e {
+            RegistryError::NotFoundOrDenied {
+                registry, status, ..
+            } => {
+                let sep = if reference.starts_with("sha256:") {
+                    '@'
+                } else {
+                    ':'
+                };
+                RegistryError::NotFoundOrDenied {
+                    what: format!("{registry}/{repo}{sep}{reference}"),
+                    registry,
+                    status,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this run has stopped sending manifest GETs to this registry, its pull budget
+    /// being used up.
+    pub fn pulls_exhausted(&self) -> bool {
+        self.budget.lock().expect("not poisoned").exhausted
+    }
+
+    /// Reserves one pull for a manifest GET, or refuses without a request when the budget is
+    /// known to be used up: after a 429 on a manifest GET, or when the last
+    /// `RateLimit-Remaining` cannot cover this GET besides those already in flight.
+    fn reserve_pull(&self, what: &str) -> Result<PullGuard<'_>, RegistryError> {
+        let mut b = self.budget.lock().expect("not poisoned");
+        if !b.exhausted {
+            if let Some(left) = b.remaining {
+                if left - b.in_flight <= 0 {
+                    b.exhausted = true;
+                    tracing::warn!(registry = %self.cfg.registry, remaining = left,
+                        "the pull budget is used up; no more manifest GETs to this registry in this run");
+                }
+            }
+        }
+        if b.exhausted {
+            return Err(RegistryError::PullBudget {
+                registry: self.cfg.registry.clone(),
+                what: what.to_string(),
+                window_secs: b.window_secs,
+            });
+        }
+        b.in_flight += 1;
+        Ok(PullGuard(&self.budget))
+    }
+
+    /// A manifest GET answered 429 by a registry whose `RateLimit-Remaining` is now 0 (Docker
+    /// Hub's `TOOMANYREQUESTS`): the budget is used up for the run, so this is not retried.
+    /// Any other 429 stays a retryable status.
+    fn pull_refused(&self, e: RegistryError, what: &str) -> RegistryError {
+        let RegistryError::Status { status: 429, .. } = &e else {
+            return e;
+        };
+        let mut b = self.budget.lock().expect("not poisoned");
+        if b.remaining.is_some_and(|r| r <= 0) {
+            if !b.exhausted {
+                tracing::warn!(registry = %self.cfg.registry, what,
+                    "429: the pull budget is used up; no more manifest GETs to this registry in this run");
+            }
+            b.exhausted = true;
+            return RegistryError::PullBudget {
+                registry: self.cfg.registry.clone(),
+                what: what.to_string(),
+                window_secs: b.window_secs,
+            };
+        }
+        e
     }
 
     /// Number of retried requests.

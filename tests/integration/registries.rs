@@ -1082,8 +1082,6 @@ async fn hub_noop_sync_succeeds_at_budget_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool retries 429 TOOMANYREQUESTS and keeps sending manifest GETs; it \
-            has no `deferred` outcome with label `rate-limited`"]
 async fn hub_exhausted_budget_defers_the_rest_as_rate_limited() {
     let (e, _) = hub_mirrored().await;
     // Everything upstream moves on: three stale tags, two new ones; the budget covers one
@@ -1110,23 +1108,29 @@ async fn hub_exhausted_budget_defers_the_rest_as_rate_limited() {
     let ctx = run.ctx();
     run.assert_code(1);
 
-    // No manifest GET after the first 429.
+    // No manifest GET after the first 429, and at most one 429: the tool counts the pulls
+    // left from `RateLimit-Remaining` (HEADs carry it too), so it may stop before Hub has to
+    // refuse anything.
     let hits = e.src.hits();
-    let first_429 = hits
-        .iter()
-        .position(|h| h.status == 429)
-        .unwrap_or_else(|| panic!("no 429 at all:\n{}\n{ctx}", show(&hits)));
-    let after: Vec<PHit> = hits[first_429 + 1..]
-        .iter()
-        .filter(|h| h.method == "GET" && h.kind() == Kind::Manifest)
-        .cloned()
-        .collect();
+    if let Some(first_429) = hits.iter().position(|h| h.status == 429) {
+        let after: Vec<PHit> = hits[first_429 + 1..]
+            .iter()
+            .filter(|h| h.method == "GET" && h.kind() == Kind::Manifest)
+            .cloned()
+            .collect();
+        assert!(
+            after.is_empty(),
+            "manifest GETs after the first 429:\n{}",
+            show(&after)
+        );
+    }
+    let n = e.src.counters();
+    assert!(n.rate_limited <= 1, "{}", show(&hits));
     assert!(
-        after.is_empty(),
-        "manifest GETs after the first 429:\n{}",
-        show(&after)
+        n.count("GET", Kind::Manifest) <= 2,
+        "one pull and at most one refused GET:\n{}",
+        show(&hits)
     );
-    assert_eq!(e.src.counters().rate_limited, 1, "{}", show(&hits));
 
     // What was not copied is deferred, labelled rate-limited; missing tags went first.
     let items = run.all("item");
@@ -1140,6 +1144,12 @@ async fn hub_exhausted_budget_defers_the_rest_as_rate_limited() {
     for d in &deferred {
         assert!(d.to_string().contains("rate-limited"), "{d}\n{ctx}");
     }
+    for d in &deferred {
+        assert!(
+            d["error"].as_str().is_some_and(|m| m.contains("w=21600")),
+            "the window from the header: {d}\n{ctx}"
+        );
+    }
     if let Some(c) = copied.first() {
         assert!(
             c["tag"] == "v3" || c["tag"] == "v4",
@@ -1150,8 +1160,6 @@ async fn hub_exhausted_budget_defers_the_rest_as_rate_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: a 401 from a Docker Hub repository that does not exist is reported as an \
-            auth failure, not \"not found, or not authorized\" naming the reference"]
 async fn hub_missing_repository_reads_not_found_or_not_authorized() {
     let e = Estate::start(Upstream::Hub { budget: 100 }).await;
     e.push_up("library/app", "v1", &small_img(501)).await;

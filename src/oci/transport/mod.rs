@@ -11,7 +11,7 @@ pub mod auth;
 mod retry;
 mod tls;
 
-pub use retry::{parse_rate_limit, parse_retry_after, RetryPolicy};
+pub use retry::{parse_rate_limit, parse_rate_limit_window, parse_retry_after, RetryPolicy};
 use tls::load_cert_dir;
 pub(super) use tls::transport_err;
 
@@ -157,6 +157,7 @@ impl Registry {
             base: OnceCell::new(),
             tokens: Mutex::new(HashMap::new()),
             tag_lists: Default::default(),
+            budget: Default::default(),
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),
@@ -386,6 +387,11 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after)
             .map(|d| d.min(self.cfg.retry.max_retry_after));
+        let insufficient_scope = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("error=\"insufficient_scope\""));
         let body = r.bytes().await.unwrap_or_default();
         let parsed: Option<ErrorBody> =
             serde_json::from_slice(&body[..body.len().min(64 * 1024)]).ok();
@@ -397,6 +403,13 @@ impl Registry {
             None => (None, String::new()),
         };
         message.truncate(300);
+        if (status == 401 || status == 403) && insufficient_scope {
+            return RegistryError::NotFoundOrDenied {
+                registry: self.cfg.registry.clone(),
+                what: format!("{}: {method} {what}", self.cfg.registry),
+                status,
+            };
+        }
         if status == 401 || status == 403 {
             return RegistryError::Auth {
                 registry: self.cfg.registry.clone(),
@@ -419,22 +432,19 @@ impl Registry {
     }
 
     pub(in crate::oci) fn observe_headers(&self, h: &HeaderMap) {
-        if let Some(v) = h
-            .get("ratelimit-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_rate_limit)
-        {
+        let remaining = h.get("ratelimit-remaining").and_then(|v| v.to_str().ok());
+        if let Some(v) = remaining.and_then(parse_rate_limit) {
             self.stats.rate_limit_remaining.store(v, Ordering::Relaxed);
-        }
-    }
-
-    /// Docker Hub: slow down as the pull budget nears zero, instead of hitting 429.
-    pub(in crate::oci) async fn pace(&self) {
-        let left = self.stats.rate_limit_remaining.load(Ordering::Relaxed);
-        if (0..10).contains(&left) {
-            let wait = Duration::from_millis(500 * (10 - left) as u64);
-            tracing::warn!(registry = %self.cfg.registry, remaining = left, ?wait, "rate limit nearly used up; slowing down");
-            tokio::time::sleep(wait).await;
+            let window = remaining.and_then(parse_rate_limit_window).or_else(|| {
+                h.get("ratelimit-limit")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_rate_limit_window)
+            });
+            let mut b = self.budget.lock().expect("not poisoned");
+            b.remaining = Some(v);
+            if window.is_some() {
+                b.window_secs = window;
+            }
         }
     }
 
@@ -476,7 +486,6 @@ impl Registry {
         } else {
             format!("{base}/{url_or_path}")
         };
-        self.pace().await;
         let _permit = self.limit.acquire().await.expect("semaphore never closed");
         for attempt in 0..2 {
             let mut rb = build(self.http.request(method.clone(), &url));

@@ -8,10 +8,13 @@ use std::time::Instant;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::ecr::EcrApi;
 use crate::mirror::error::{Failure, Label};
 use crate::mirror::plan::{Action, ActionKind, Item};
 use crate::mirror::sources::Sources;
-use crate::oci::copy::{Copy, CopyReport, Destination, NoProgress, Progress, RegistryImage};
+use crate::oci::copy::{
+    Copy, CopyReport, Destination, MountPolicy, NoProgress, Progress, RegistryImage,
+};
 use crate::oci::{Registry, RegistryError};
 
 /// The result of one item.
@@ -230,7 +233,12 @@ pub async fn sync(
     }
     run.results = match &dest {
         Some(d) => {
-            let destination = Arc::new(Destination::new(d.clone()));
+            let mounts = if run.actions.iter().any(|a| a.kind.is_copy()) {
+                mount_policy(&found.api).await
+            } else {
+                MountPolicy::Unknown
+            };
+            let destination = Arc::new(Destination::with_mounts(d.clone(), mounts));
             execute(
                 &run.actions,
                 sources,
@@ -264,6 +272,22 @@ pub async fn sync(
         }
     }
     Ok(run)
+}
+
+/// Whether ECR will mount blobs across repositories in this run: its account setting
+/// `BLOB_MOUNTING` (`GetAccountSetting`), read once per run, and only when something is to be
+/// copied. A failure (moto answers 500; an older policy may lack `ecr:GetAccountSetting`)
+/// leaves it unknown: the copy engine then asks for one mount and learns from the answer.
+pub async fn mount_policy(api: &impl EcrApi) -> MountPolicy {
+    match api.blob_mounting().await {
+        Ok(true) => MountPolicy::Enabled,
+        Ok(false) => MountPolicy::Disabled,
+        Err(e) => {
+            tracing::info!(error = %e,
+                "cannot read the BLOB_MOUNTING account setting; one mount will tell");
+            MountPolicy::Unknown
+        }
+    }
 }
 
 /// `copy` as a one-item plan: observe both sides of `item`, apply the trust policy, and plan
@@ -301,5 +325,45 @@ pub async fn execute_one(
     tokio::select! {
         r = copy_with_progress(a, sources, dest, signatures, progress, cancel) => r,
         _ = cancel.cancelled() => Err(RegistryError::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecr::memory::MemoryEcr;
+
+    #[tokio::test]
+    async fn blob_mounting_setting_decides_the_mount_policy() {
+        let ecr = MemoryEcr::new();
+        ecr.set_blob_mounting(Some(true));
+        assert_eq!(mount_policy(&ecr).await, MountPolicy::Enabled);
+        ecr.set_blob_mounting(Some(false));
+        assert_eq!(mount_policy(&ecr).await, MountPolicy::Disabled);
+        // moto answers GetAccountSetting with HTTP 500: unknown, and one mount will tell.
+        ecr.set_blob_mounting(None);
+        assert_eq!(mount_policy(&ecr).await, MountPolicy::Unknown);
+        assert_eq!(ecr.calls("GetAccountSetting"), 3);
+    }
+
+    #[test]
+    fn missing_tags_start_before_stale_ones() {
+        let a = |tag: &str, kind: ActionKind| Action {
+            repository: "r".into(),
+            tag: Some(tag.into()),
+            kind,
+            ..Action::default()
+        };
+        let plan = vec![
+            a("a", ActionKind::CopyStale),
+            a("b", ActionKind::Skip),
+            a("c", ActionKind::CopyMissing),
+            a("d", ActionKind::CopyStale),
+            a("e", ActionKind::CopyMissing),
+        ];
+        let order: Vec<&str> = run_order(&plan)
+            .map(|(_, x)| x.tag.as_deref().unwrap())
+            .collect();
+        assert_eq!(order, ["c", "e", "a", "d", "b"]);
     }
 }

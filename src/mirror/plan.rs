@@ -21,7 +21,8 @@ pub struct Item {
     pub source: TaggedRef,
     /// Which platforms are mirrored.
     pub platforms: PlatformFilter,
-    /// Whether the ECR repository has IMMUTABLE tags.
+    /// Whether ECR refuses to move this tag once it exists (`IMMUTABLE`, or
+    /// `IMMUTABLE_WITH_EXCLUSION` and the tag matches no exclusion filter).
     pub immutable: bool,
 }
 

@@ -1187,8 +1187,6 @@ async fn hub_missing_repository_reads_not_found_or_not_authorized() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool treats IMMUTABLE_WITH_EXCLUSION as all-immutable; a tag matching \
-            an exclusion filter is mutable"]
 async fn ecr_immutable_with_exclusion_updates_a_tag_matching_a_filter() {
     let e = Estate::start(Upstream::Plain).await;
     let (v1, old, new) = (small_img(601), small_img(602), small_img(603));
@@ -1293,8 +1291,6 @@ fn upload_commits(hits: &[PHit], digest: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool keeps asking ECR for mounts after ECR has shown in the run that it \
-            does not mount (BLOB_MOUNTING off)"]
 async fn ecr_without_blob_mounting_costs_at_most_one_refused_mount() {
     // ECR with BLOB_MOUNTING off answers every mount with a fresh session; a tool that
     // learns stops asking after the first.
@@ -1324,9 +1320,6 @@ async fn ecr_without_blob_mounting_still_copies_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 13: the tool mounts from a repository as soon as the blob is uploaded there, \
-            before a manifest referencing it is committed (ECR refuses such mounts), and does not \
-            read the BLOB_MOUNTING setting"]
 async fn ecr_with_blob_mounting_uploads_a_shared_layer_once() {
     // BLOB_MOUNTING on: one repository uploads and commits; the others mount from it.
     let (e, shared) = shared_layer_estate().await;

@@ -140,7 +140,8 @@ impl Registry {
             .user_agent(concat!("ecr-mirror-sync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
-            .pool_max_idle_per_host(cfg.max_in_flight.max(1));
+            .pool_max_idle_per_host(cfg.max_in_flight.max(1))
+            .redirect(redirect_policy());
         if let Some(dir) = &cfg.cert_dir {
             b = load_cert_dir(dir, b)?;
         }
@@ -518,6 +519,35 @@ impl Registry {
         unreachable!("the loop returns")
     }
 }
+
+/// Redirects, for manifests, blobs and tag lists alike: Docker Hub sends blob GETs to a CDN
+/// with a signed URL, and registry.k8s.io sends every GET and HEAD to a regional backend on
+/// another host. They are followed (at most [`MAX_REDIRECTS`] hops), never from `https` down
+/// to `http`, and **never with credentials to another origin**: reqwest strips
+/// `Authorization` (and cookies) from the redirected request whenever the host, port or
+/// scheme changes (`remove_sensitive_headers` in `reqwest::redirect`), which is what the
+/// CDN's signed URL needs (it refuses a second auth mechanism with 400) and what keeps a
+/// token from leaking to a backend. `tests/integration/registries.rs`
+/// (`redirect_targets_get_no_credentials_for_manifests_or_blobs`) checks both kinds.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|p| p.scheme() == "https")
+            && attempt.url().scheme() == "http";
+        if downgrade {
+            return attempt.error("a redirect from https to http is refused");
+        }
+        attempt.follow()
+    })
+}
+
+/// The longest chain of redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 
 pub(super) fn challenge_of(r: &reqwest::Response) -> Challenge {
     if r.status() == StatusCode::UNAUTHORIZED {

@@ -82,6 +82,10 @@ const ECR_OPERATIONS: &[&str] = &[
     "validate_pull_through_cache_rule",
 ];
 
+/// Account-level actions: ECR has no resource type for them, so their statements need
+/// `"Resource": "*"`, and nothing else may share those statements.
+const ACCOUNT_LEVEL: &[&str] = &["ecr:GetAuthorizationToken", "ecr:GetAccountSetting"];
+
 /// What the registry (OCI distribution) API needs on ECR, which the code reaches over HTTP and not through the SDK,
 /// so the scanner cannot see it: pull (HEAD/GET manifests and blobs, which ECR authorizes as these actions) and push
 /// (blob uploads and manifest PUTs), and `DescribeImages` for the image details the report shows.
@@ -377,13 +381,14 @@ fn policy_is_least_privilege() {
                 "{sid}: {action} is granted but neither called by the code nor needed by the registry API"
             );
         }
-        if actions == &["ecr:GetAuthorizationToken"] {
-            // GetAuthorizationToken has no resource-level permissions: "*" is the only valid resource.
+        if actions.len() == 1 && ACCOUNT_LEVEL.contains(&actions[0].as_str()) {
+            // GetAuthorizationToken and GetAccountSetting have no resource-level permissions:
+            // "*" is the only valid resource.
             assert_eq!(resources, &["*"], "{sid}");
         } else {
             assert!(
-                !actions.iter().any(|a| a == "ecr:GetAuthorizationToken"),
-                "{sid}: keep GetAuthorizationToken (Resource \"*\") in a statement of its own"
+                !actions.iter().any(|a| ACCOUNT_LEVEL.contains(&a.as_str())),
+                "{sid}: keep each account-level action (Resource \"*\") in a statement of its own"
             );
             for resource in resources {
                 assert!(

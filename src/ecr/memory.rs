@@ -27,6 +27,8 @@ struct Inner {
     repos: BTreeMap<String, Stored>,
     tag_failures: HashMap<String, EcrError>,
     calls: BTreeMap<&'static str, usize>,
+    /// The account setting `BLOB_MOUNTING` (`None`: the call fails, as against moto).
+    blob_mounting: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,11 @@ impl MemoryEcr {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the account setting `BLOB_MOUNTING`; `None` makes `GetAccountSetting` fail.
+    pub fn set_blob_mounting(&self, v: Option<bool>) {
+        self.inner.lock().expect("not poisoned").blob_mounting = v;
     }
 
     /// Adds a repository with tags (mutable, default settings) and returns it.
@@ -98,7 +105,11 @@ fn make_repository(name: &str, immutable: bool) -> Repository {
         name: name.to_string(),
         arn: format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}"),
         uri: format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"),
-        tag_mutability_immutable: immutable,
+        tag_mutability: if immutable {
+            crate::ecr::TagMutability::Immutable
+        } else {
+            crate::ecr::TagMutability::Mutable
+        },
     }
 }
 
@@ -185,6 +196,15 @@ impl EcrApi for MemoryEcr {
         let stored = by_arn(&mut inner, OP, arn)?;
         stored.tags = merge(std::mem::take(&mut stored.tags), tags);
         Ok(())
+    }
+
+    async fn blob_mounting(&self) -> Result<bool, EcrError> {
+        const OP: &str = "GetAccountSetting";
+        let inner = self.count(OP);
+        inner.blob_mounting.ok_or_else(|| EcrError::Other {
+            op: OP,
+            message: "HTTP 500 (as moto answers)".into(),
+        })
     }
 }
 

@@ -42,9 +42,69 @@ pub struct Repository {
     pub arn: String,
     /// The repository URI, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/keda`.
     pub uri: String,
-    /// Whether tags are immutable (`IMMUTABLE`, or `IMMUTABLE_WITH_EXCLUSION`, where only the
-    /// excluded tags may move). A mirror cannot move an existing tag in such a repository.
-    pub tag_mutability_immutable: bool,
+    /// The repository's tag mutability, with its exclusion filters
+    /// (`imageTagMutability` and `imageTagMutabilityExclusionFilters`). A mirror cannot move
+    /// an existing tag that [`TagMutability::is_immutable`].
+    pub tag_mutability: TagMutability,
+}
+
+/// ECR's tag mutability of a repository.
+///
+/// With `IMMUTABLE_WITH_EXCLUSION`, tags matching one of the `WILDCARD` exclusion filters stay
+/// mutable; with `MUTABLE_WITH_EXCLUSION`, those matching a filter are immutable (ECR API
+/// reference, `ImageTagMutabilityExclusionFilter`: a filter is `[0-9a-zA-Z._*-]{1,128}`, `*`
+/// matching any run of characters).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TagMutability {
+    /// `MUTABLE`: every tag may move.
+    #[default]
+    Mutable,
+    /// `IMMUTABLE`: no tag may move.
+    Immutable,
+    /// `IMMUTABLE_WITH_EXCLUSION`: no tag may move, except those matching a filter.
+    ImmutableWithExclusion(Vec<String>),
+    /// `MUTABLE_WITH_EXCLUSION`: every tag may move, except those matching a filter.
+    MutableWithExclusion(Vec<String>),
+}
+
+impl TagMutability {
+    /// Whether ECR refuses to move `tag` once it exists.
+    pub fn is_immutable(&self, tag: &str) -> bool {
+        let matches = |filters: &[String]| filters.iter().any(|f| wildcard_match(f, tag));
+        match self {
+            TagMutability::Mutable => false,
+            TagMutability::Immutable => true,
+            TagMutability::ImmutableWithExclusion(f) => !matches(f),
+            TagMutability::MutableWithExclusion(f) => matches(f),
+        }
+    }
+
+    /// Whether any tag can be immutable (for `IMMUTABLE` in reports and checks).
+    pub fn any_immutable(&self) -> bool {
+        !matches!(self, TagMutability::Mutable)
+    }
+}
+
+/// An ECR `WILDCARD` filter: `*` matches any run of characters (also none); every other
+/// character matches itself. The whole tag must match.
+pub fn wildcard_match(filter: &str, tag: &str) -> bool {
+    let mut parts = filter.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = tag.strip_prefix(first) else {
+        return false;
+    };
+    let tail: Vec<&str> = parts.collect();
+    let Some((last, middle)) = tail.split_last() else {
+        // No `*`: an exact match.
+        return rest.is_empty();
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
 }
 
 /// The ECR authorization token: Basic credentials for the data plane (the registry API).
@@ -246,6 +306,18 @@ pub trait EcrApi: Send + Sync {
         arn: &str,
         tags: &[(String, String)],
     ) -> impl Future<Output = Result<(), EcrError>> + Send;
+
+    /// Whether the account setting `BLOB_MOUNTING` is `ENABLED` (`GetAccountSetting`): only
+    /// then does ECR mount blobs across repositories. The default implementation fails, as
+    /// an adapter that cannot tell; callers treat a failure as "unknown".
+    fn blob_mounting(&self) -> impl Future<Output = Result<bool, EcrError>> + Send {
+        async {
+            Err(EcrError::Other {
+                op: "GetAccountSetting",
+                message: "not available from this adapter".into(),
+            })
+        }
+    }
 }
 
 impl<A: EcrApi> EcrApi for &A {
@@ -285,6 +357,9 @@ impl<A: EcrApi> EcrApi for &A {
     ) -> impl Future<Output = Result<(), EcrError>> + Send {
         (**self).tag_resource(arn, tags)
     }
+    fn blob_mounting(&self) -> impl Future<Output = Result<bool, EcrError>> + Send {
+        (**self).blob_mounting()
+    }
 }
 
 impl<A: EcrApi> EcrApi for Arc<A> {
@@ -323,6 +398,9 @@ impl<A: EcrApi> EcrApi for Arc<A> {
         tags: &[(String, String)],
     ) -> impl Future<Output = Result<(), EcrError>> + Send {
         (**self).tag_resource(arn, tags)
+    }
+    fn blob_mounting(&self) -> impl Future<Output = Result<bool, EcrError>> + Send {
+        (**self).blob_mounting()
     }
 }
 
@@ -393,6 +471,35 @@ mod tests {
         for (name, prefix, want) in cases {
             assert_eq!(in_prefix(name, prefix), want, "{name} in {prefix:?}");
         }
+    }
+
+    #[test]
+    fn wildcard_filters_match_whole_tags() {
+        let cases = [
+            ("latest", "latest", true),
+            ("latest", "latest-1", false),
+            ("latest*", "latest", true),
+            ("latest*", "latest-arm64", true),
+            ("latest*", "v1-latest", false),
+            ("*-dev", "1.2-dev", true),
+            ("*-dev", "1.2-dev2", false),
+            ("v*-rc*", "v1.2-rc3", true),
+            ("v*-rc*", "v1.2", false),
+            ("*", "anything", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+        ];
+        for (f, t, want) in cases {
+            assert_eq!(wildcard_match(f, t), want, "{f} ~ {t}");
+        }
+        let m = TagMutability::ImmutableWithExclusion(vec!["latest*".into()]);
+        assert!(!m.is_immutable("latest"));
+        assert!(m.is_immutable("v1"));
+        let m = TagMutability::MutableWithExclusion(vec!["v*".into()]);
+        assert!(m.is_immutable("v1"));
+        assert!(!m.is_immutable("latest"));
+        assert!(TagMutability::Immutable.is_immutable("x"));
+        assert!(!TagMutability::Mutable.is_immutable("x"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use aws_sdk_ecr::types::{
 use base64::Engine as _;
 
 use super::{in_prefix, repository_name_from_arn, EcrApi, EcrError, EcrToken, Encryption};
-use super::{RepoSettings, Repository};
+use super::{RepoSettings, Repository, TagMutability};
 
 /// ECR through aws-sdk-ecr. Cheap to clone (the SDK client is reference-counted).
 #[derive(Debug, Clone)]
@@ -234,6 +234,19 @@ impl EcrApi for SdkEcr {
         Ok(repo)
     }
 
+    async fn blob_mounting(&self) -> Result<bool, EcrError> {
+        const OP: &str = "GetAccountSetting";
+        let out = self
+            .client
+            .get_account_setting()
+            .name("BLOB_MOUNTING")
+            .send()
+            .await
+            .map_err(|e| classify(OP, None, e))?;
+        // "Valid values for blob mounting: ENABLED or DISABLED" (the output's `value` doc).
+        Ok(out.value() == Some("ENABLED"))
+    }
+
     async fn tag_resource(&self, arn: &str, tags: &[(String, String)]) -> Result<(), EcrError> {
         const OP: &str = "TagResource";
         let repo = repository_name_from_arn(arn);
@@ -291,10 +304,29 @@ fn convert_repository(
             .repository_uri()
             .ok_or_else(|| missing("repositoryUri"))?
             .to_string(),
-        tag_mutability_immutable: matches!(
-            r.image_tag_mutability(),
-            Some(ImageTagMutability::Immutable | ImageTagMutability::ImmutableWithExclusion)
-        ),
+        tag_mutability: {
+            let filters = || {
+                r.image_tag_mutability_exclusion_filters()
+                    .iter()
+                    .filter(|f| {
+                        f.filter_type()
+                            == &aws_sdk_ecr::types::ImageTagMutabilityExclusionFilterType::Wildcard
+                    })
+                    .map(|f| f.filter().to_string())
+                    .collect::<Vec<_>>()
+            };
+            match r.image_tag_mutability() {
+                Some(ImageTagMutability::Immutable) => TagMutability::Immutable,
+                Some(ImageTagMutability::ImmutableWithExclusion) => {
+                    TagMutability::ImmutableWithExclusion(filters())
+                }
+                Some(ImageTagMutability::MutableWithExclusion) => {
+                    TagMutability::MutableWithExclusion(filters())
+                }
+                // MUTABLE, absent, or a value newer than this SDK: ECR's default is MUTABLE.
+                _ => TagMutability::Mutable,
+            }
+        },
     })
 }
 

@@ -68,6 +68,9 @@ pub enum Label {
     NotFound,
     /// Authentication or authorization failed (401/403, a failed token request).
     Auth,
+    /// A 401/403 that may mean the repository does not exist (Docker Hub answers a missing
+    /// repository with 401 `insufficient_scope`).
+    NotFoundOrDenied,
     /// The TLS handshake failed (unknown CA, bad certificate).
     Tls,
     /// A connect or read timeout.
@@ -111,6 +114,7 @@ impl Label {
             Label::UpstreamNotFound => "upstream-not-found",
             Label::NotFound => "not-found",
             Label::Auth => "auth",
+            Label::NotFoundOrDenied => "not-found-or-denied",
             Label::Tls => "tls",
             Label::Timeout => "timeout",
             Label::Network => "network",
@@ -132,10 +136,11 @@ impl Label {
     }
 
     /// Every label, in a stable order (for docs and tests).
-    pub const ALL: [Label; 20] = [
+    pub const ALL: [Label; 21] = [
         Label::UpstreamNotFound,
         Label::NotFound,
         Label::Auth,
+        Label::NotFoundOrDenied,
         Label::Tls,
         Label::Timeout,
         Label::Network,
@@ -179,6 +184,8 @@ impl Label {
             RegistryError::Unsupported { .. } => Label::Unsupported,
             RegistryError::Invalid { .. } => Label::InvalidManifest,
             RegistryError::NoMatchingPlatform { .. } => Label::NoMatchingPlatform,
+            RegistryError::PullBudget { .. } => Label::RateLimited,
+            RegistryError::NotFoundOrDenied { .. } => Label::NotFoundOrDenied,
             RegistryError::Config(_) => Label::Config,
             RegistryError::Cancelled => Label::Cancelled,
         }
@@ -276,6 +283,14 @@ mod tests {
         assert_eq!(Label::of_registry(&status(401)), Label::Auth);
         assert_eq!(Label::of_registry(&status(429)), Label::RateLimited);
         assert_eq!(Label::of_registry(&status(503)), Label::RegistryError);
+        let budget = RegistryError::PullBudget {
+            registry: "docker.io".into(),
+            what: "manifest library/nginx:1".into(),
+            window_secs: Some(21600),
+        };
+        assert_eq!(Label::of_registry(&budget), Label::RateLimited);
+        assert!(budget.to_string().contains("w=21600"), "{budget}");
+        assert!(!budget.is_retryable());
         let tls = RegistryError::Transport {
             registry: "r".into(),
             what: "x".into(),

@@ -176,7 +176,7 @@ pub fn repository_view(
                     tag: tag.clone(),
                     source: spec.upstream.at_tag(tag),
                     platforms: platforms.clone(),
-                    immutable: f.repository.tag_mutability_immutable,
+                    immutable: f.repository.tag_mutability.is_immutable(tag),
                 })
                 .collect();
             let view = RepoView {

@@ -8,10 +8,13 @@ use std::time::Instant;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::ecr::EcrApi;
 use crate::mirror::error::{Failure, Label};
 use crate::mirror::plan::{Action, ActionKind, Item};
 use crate::mirror::sources::Sources;
-use crate::oci::copy::{Copy, CopyReport, Destination, NoProgress, Progress, RegistryImage};
+use crate::oci::copy::{
+    Copy, CopyReport, Destination, MountPolicy, NoProgress, Progress, RegistryImage,
+};
 use crate::oci::{Registry, RegistryError};
 
 /// The result of one item.
@@ -25,6 +28,10 @@ pub enum Outcome {
     Blocked(Failure),
     /// Failed, with the reason.
     Failed(Failure),
+    /// Not attempted, or given up without writing anything, because a registry's pull budget
+    /// is used up for this run (label `rate-limited`); the next run finishes it. Counts as a
+    /// problem (exit 1).
+    Deferred(Failure),
 }
 
 impl Outcome {
@@ -35,6 +42,7 @@ impl Outcome {
             Outcome::Copied(_) => "copied",
             Outcome::Blocked(_) => "blocked",
             Outcome::Failed(_) => "failed",
+            Outcome::Deferred(_) => "deferred",
         }
     }
 }
@@ -61,12 +69,13 @@ pub async fn execute(
     cancel: &CancellationToken,
     on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
 ) -> Vec<Executed> {
-    let results = futures::stream::iter(plan.iter().enumerate().map(|(i, a)| async move {
+    let results = futures::stream::iter(run_order(plan).map(|(i, a)| async move {
         let started = Instant::now();
         let outcome = match &a.kind {
             ActionKind::Skip => Outcome::Skipped,
             ActionKind::Blocked(r) => Outcome::Blocked(r.clone()),
             ActionKind::Error(r) => Outcome::Failed(r.clone()),
+            ActionKind::Deferred(r) => Outcome::Deferred(r.clone()),
             ActionKind::CopyMissing | ActionKind::CopyStale => {
                 if cancel.is_cancelled() {
                     Outcome::Failed(Failure::new(
@@ -76,6 +85,9 @@ pub async fn execute(
                 } else {
                     match copy_one(a, sources, dest, signatures, cancel).await {
                         Ok(r) => Outcome::Copied(r),
+                        Err(e @ RegistryError::PullBudget { .. }) => {
+                            Outcome::Deferred(Failure::from(e))
+                        }
                         Err(e) => Outcome::Failed(Failure::from(e)),
                     }
                 }
@@ -104,6 +116,20 @@ pub async fn execute(
             }
         })
         .collect()
+}
+
+/// The order in which a plan's items are started: missing tags before stale ones (a tag that
+/// is absent hurts more than one that is behind, and a pull budget that runs out should be
+/// spent on those first), then everything that needs no request. Stable within each group.
+fn run_order(plan: &[Action]) -> impl Iterator<Item = (usize, &Action)> {
+    let rank = |a: &Action| match a.kind {
+        ActionKind::CopyMissing => 0,
+        ActionKind::CopyStale => 1,
+        _ => 2,
+    };
+    let mut order: Vec<(usize, &Action)> = plan.iter().enumerate().collect();
+    order.sort_by_key(|(i, a)| (rank(a), *i));
+    order.into_iter()
 }
 
 async fn copy_one(
@@ -222,7 +248,12 @@ pub async fn sync(
     }
     run.results = match &dest {
         Some(d) => {
-            let destination = Arc::new(Destination::new(d.clone()));
+            let mounts = if run.actions.iter().any(|a| a.kind.is_copy()) {
+                mount_policy(&found.api).await
+            } else {
+                MountPolicy::Unknown
+            };
+            let destination = Arc::new(Destination::with_mounts(d.clone(), mounts));
             execute(
                 &run.actions,
                 sources,
@@ -242,6 +273,7 @@ pub async fn sync(
                 action: a.clone(),
                 outcome: match &a.kind {
                     ActionKind::Error(e) => Outcome::Failed(e.clone()),
+                    ActionKind::Deferred(e) => Outcome::Deferred(e.clone()),
                     _ => Outcome::Skipped,
                 },
                 secs: 0.0,
@@ -260,6 +292,22 @@ pub async fn sync(
         });
     }
     Ok(run)
+}
+
+/// Whether ECR will mount blobs across repositories in this run: its account setting
+/// `BLOB_MOUNTING` (`GetAccountSetting`), read once per run, and only when something is to be
+/// copied. A failure (moto answers 500; an older policy may lack `ecr:GetAccountSetting`)
+/// leaves it unknown: the copy engine then asks for one mount and learns from the answer.
+pub async fn mount_policy(api: &impl EcrApi) -> MountPolicy {
+    match api.blob_mounting().await {
+        Ok(true) => MountPolicy::Enabled,
+        Ok(false) => MountPolicy::Disabled,
+        Err(e) => {
+            tracing::info!(error = %e,
+                "cannot read the BLOB_MOUNTING account setting; one mount will tell");
+            MountPolicy::Unknown
+        }
+    }
 }
 
 /// `copy` as a one-item plan: observe both sides of `item`, apply the trust policy, and plan
@@ -297,5 +345,45 @@ pub async fn execute_one(
     tokio::select! {
         r = copy_with_progress(a, sources, dest, signatures, progress, cancel) => r,
         _ = cancel.cancelled() => Err(RegistryError::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecr::memory::MemoryEcr;
+
+    #[tokio::test]
+    async fn blob_mounting_setting_decides_the_mount_policy() {
+        let ecr = MemoryEcr::new();
+        ecr.set_blob_mounting(Some(true));
+        assert_eq!(mount_policy(&ecr).await, MountPolicy::Enabled);
+        ecr.set_blob_mounting(Some(false));
+        assert_eq!(mount_policy(&ecr).await, MountPolicy::Disabled);
+        // moto answers GetAccountSetting with HTTP 500: unknown, and one mount will tell.
+        ecr.set_blob_mounting(None);
+        assert_eq!(mount_policy(&ecr).await, MountPolicy::Unknown);
+        assert_eq!(ecr.calls("GetAccountSetting"), 3);
+    }
+
+    #[test]
+    fn missing_tags_start_before_stale_ones() {
+        let a = |tag: &str, kind: ActionKind| Action {
+            repository: "r".into(),
+            tag: Some(tag.into()),
+            kind,
+            ..Action::default()
+        };
+        let plan = vec![
+            a("a", ActionKind::CopyStale),
+            a("b", ActionKind::Skip),
+            a("c", ActionKind::CopyMissing),
+            a("d", ActionKind::CopyStale),
+            a("e", ActionKind::CopyMissing),
+        ];
+        let order: Vec<&str> = run_order(&plan)
+            .map(|(_, x)| x.tag.as_deref().unwrap())
+            .collect();
+        assert_eq!(order, ["c", "e", "a", "d", "b"]);
     }
 }

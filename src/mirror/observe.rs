@@ -48,6 +48,9 @@ pub async fn observe(
                 };
                 match verdict.await {
                     Ok(blocked) => o.blocked = blocked,
+                    // The policy needed the manifest, and the pull budget is used up: the
+                    // item is deferred, not failed.
+                    Err(e) if e.label == Label::RateLimited => o.source = Err(e),
                     Err(e) => {
                         o.source = Err(Failure::new(
                             Label::PolicyError,

@@ -21,7 +21,8 @@ pub struct Item {
     pub source: TaggedRef,
     /// Which platforms are mirrored.
     pub platforms: PlatformFilter,
-    /// Whether the ECR repository has IMMUTABLE tags.
+    /// Whether ECR refuses to move this tag once it exists (`IMMUTABLE`, or
+    /// `IMMUTABLE_WITH_EXCLUSION` and the tag matches no exclusion filter).
     pub immutable: bool,
 }
 
@@ -53,6 +54,9 @@ pub enum ActionKind {
     Blocked(Failure),
     /// Something is wrong with this item or repository; it fails, the others go on.
     Error(Failure),
+    /// The upstream could not be read for want of rate-limit budget (label `rate-limited`):
+    /// left for the next run, and reported as `deferred`.
+    Deferred(Failure),
 }
 
 impl ActionKind {
@@ -63,6 +67,7 @@ impl ActionKind {
             ActionKind::CopyMissing | ActionKind::CopyStale => "copy",
             ActionKind::Blocked(_) => "blocked",
             ActionKind::Error(_) => "error",
+            ActionKind::Deferred(_) => "deferred",
         }
     }
 
@@ -72,7 +77,9 @@ impl ActionKind {
             ActionKind::Skip => "in-sync".into(),
             ActionKind::CopyMissing => "missing".into(),
             ActionKind::CopyStale => "stale".into(),
-            ActionKind::Blocked(r) | ActionKind::Error(r) => r.message.clone(),
+            ActionKind::Blocked(r) | ActionKind::Error(r) | ActionKind::Deferred(r) => {
+                r.message.clone()
+            }
         }
     }
 
@@ -141,6 +148,7 @@ fn decide(item: &Item, o: &Observed, a: &mut Action) -> ActionKind {
         a.dest_digest = Some(d.clone());
     }
     let src = match &o.source {
+        Err(e) if e.label == Label::RateLimited => return ActionKind::Deferred(e.clone()),
         Err(e) => return ActionKind::Error(e.clone()),
         Ok(None) => {
             return ActionKind::Error(Failure::new(
@@ -185,6 +193,8 @@ pub struct Counts {
     pub blocked: usize,
     /// Errors.
     pub error: usize,
+    /// Deferred for want of rate-limit budget.
+    pub deferred: usize,
 }
 
 /// Counts the actions of a plan.
@@ -196,6 +206,7 @@ pub fn counts(actions: &[Action]) -> Counts {
             ActionKind::CopyMissing | ActionKind::CopyStale => c.copy += 1,
             ActionKind::Blocked(_) => c.blocked += 1,
             ActionKind::Error(_) => c.error += 1,
+            ActionKind::Deferred(_) => c.deferred += 1,
         }
     }
     c
@@ -226,6 +237,26 @@ mod tests {
             dest_recorded_source: None,
             blocked: None,
         }
+    }
+
+    #[test]
+    fn a_rate_limited_upstream_is_deferred_not_failed() {
+        let it = item("a", "v1", false);
+        let mut o = BTreeMap::new();
+        o.insert(
+            ("a".to_string(), "v1".to_string()),
+            Observed {
+                source: Err(Failure::new(Label::RateLimited, "budget used up (w=21600)")),
+                dest: Ok(None),
+                dest_recorded_source: None,
+                blocked: None,
+            },
+        );
+        let p = plan(std::slice::from_ref(&it), &[], &o);
+        assert!(matches!(&p[0].kind, ActionKind::Deferred(f) if f.label == Label::RateLimited));
+        assert_eq!(p[0].kind.name(), "deferred");
+        assert_eq!(counts(&p).deferred, 1);
+        assert_eq!(counts(&p).error, 0);
     }
 
     #[test]
@@ -294,7 +325,8 @@ mod tests {
                 skip: 2,
                 copy: 2,
                 blocked: 0,
-                error: 4
+                error: 4,
+                deferred: 0,
             }
         );
     }

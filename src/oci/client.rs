@@ -77,7 +77,8 @@ impl Registry {
                 )
                 .await
             })
-            .await?;
+            .await
+            .map_err(|e| self.name_reference(e, repo, reference))?;
         if res.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -119,6 +120,7 @@ impl Registry {
         let scopes = Self::scope_key(repo, Access::Pull, None);
         let path = format!("/v2/{repo}/manifests/{reference}");
         let accept = accept_header();
+        let _pull = self.reserve_pull(&what)?;
         self.retrying(&what, || async {
             let res = self
                 .send(
@@ -129,7 +131,8 @@ impl Registry {
                     &[StatusCode::OK],
                     &|rb| rb.header(ACCEPT, accept.as_str()),
                 )
-                .await?;
+                .await
+                .map_err(|e| self.name_reference(self.pull_refused(e, &what), repo, reference))?;
             let header_type = res
                 .headers()
                 .get(CONTENT_TYPE)
@@ -475,7 +478,14 @@ impl Registry {
                 location,
                 &scopes,
                 &what,
-                &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                // ECR answers the PATCH with 201 Created (regclient `scheme/reg/blob.go`,
+                // dotnet/sdk-container-builds#279) and still expects the closing PUT: the
+                // upload is committed only by `PUT ?digest=`, whatever the PATCH said.
+                &[
+                    StatusCode::ACCEPTED,
+                    StatusCode::NO_CONTENT,
+                    StatusCode::CREATED,
+                ],
                 false,
                 &with_body,
             )
@@ -518,6 +528,81 @@ impl Registry {
     pub fn rate_limit_remaining(&self) -> Option<i64> {
         let v = self.stats.rate_limit_remaining.load(Ordering::Relaxed);
         (v >= 0).then_some(v)
+    }
+
+    /// A manifest request's "not found, or not authorized" names the whole reference.
+    fn name_reference(&self, e: RegistryError, repo: &str, reference: &str) -> RegistryError {
+        match e {
+            RegistryError::NotFoundOrDenied {
+                registry, status, ..
+            } => {
+                let sep = if reference.starts_with("sha256:") {
+                    '@'
+                } else {
+                    ':'
+                };
+                RegistryError::NotFoundOrDenied {
+                    what: format!("{registry}/{repo}{sep}{reference}"),
+                    registry,
+                    status,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this run has stopped sending manifest GETs to this registry, its pull budget
+    /// being used up.
+    pub fn pulls_exhausted(&self) -> bool {
+        self.budget.lock().expect("not poisoned").exhausted
+    }
+
+    /// Reserves one pull for a manifest GET, or refuses without a request when the budget is
+    /// known to be used up: after a 429 on a manifest GET, or when the last
+    /// `RateLimit-Remaining` cannot cover this GET besides those already in flight.
+    fn reserve_pull(&self, what: &str) -> Result<PullGuard<'_>, RegistryError> {
+        let mut b = self.budget.lock().expect("not poisoned");
+        if !b.exhausted {
+            if let Some(left) = b.remaining {
+                if left - b.in_flight <= 0 {
+                    b.exhausted = true;
+                    tracing::warn!(registry = %self.cfg.registry, remaining = left,
+                        "the pull budget is used up; no more manifest GETs to this registry in this run");
+                }
+            }
+        }
+        if b.exhausted {
+            return Err(RegistryError::PullBudget {
+                registry: self.cfg.registry.clone(),
+                what: what.to_string(),
+                window_secs: b.window_secs,
+            });
+        }
+        b.in_flight += 1;
+        Ok(PullGuard(&self.budget))
+    }
+
+    /// A manifest GET answered 429 by a registry whose `RateLimit-Remaining` is now 0 (Docker
+    /// Hub's `TOOMANYREQUESTS`): the budget is used up for the run, so this is not retried.
+    /// Any other 429 stays a retryable status.
+    fn pull_refused(&self, e: RegistryError, what: &str) -> RegistryError {
+        let RegistryError::Status { status: 429, .. } = &e else {
+            return e;
+        };
+        let mut b = self.budget.lock().expect("not poisoned");
+        if b.remaining.is_some_and(|r| r <= 0) {
+            if !b.exhausted {
+                tracing::warn!(registry = %self.cfg.registry, what,
+                    "429: the pull budget is used up; no more manifest GETs to this registry in this run");
+            }
+            b.exhausted = true;
+            return RegistryError::PullBudget {
+                registry: self.cfg.registry.clone(),
+                what: what.to_string(),
+                window_secs: b.window_secs,
+            };
+        }
+        e
     }
 
     /// Number of retried requests.

@@ -129,6 +129,30 @@ pub enum RegistryError {
         /// The platforms present.
         available: String,
     },
+    /// The registry's pull budget (Docker Hub's `RateLimit-Remaining`) is used up for this run:
+    /// it answered a manifest GET with 429, or its last `RateLimit-Remaining` was 0. No
+    /// manifest GET is sent to it again in this run; the item is deferred to the next run.
+    #[error("{registry}: {what}: the pull budget is used up{}; deferred to the next run", window_secs.map(|w| format!(" (RateLimit-Remaining 0 in a window of w={w} s)")).unwrap_or_default())]
+    PullBudget {
+        /// `host[:port]`.
+        registry: String,
+        /// What would have been pulled, e.g. `manifest library/nginx:1.25`.
+        what: String,
+        /// The window of the budget, from `RateLimit-Limit`/`-Remaining: N;w=SECS`.
+        window_secs: Option<u64>,
+    },
+    /// A 401/403 whose challenge says `error="insufficient_scope"` although a token for the
+    /// scope was presented: Docker Hub answers so for a repository that does not exist, so
+    /// "not found" and "not authorized" cannot be told apart (jupyterhub/binderhub#1664).
+    #[error("{what}: not found, or not authorized (HTTP {status} insufficient_scope)")]
+    NotFoundOrDenied {
+        /// `host[:port]`.
+        registry: String,
+        /// What was asked for; for a manifest, the full reference `host/repository:tag`.
+        what: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// A local configuration problem (cert dir, authfile).
     #[error("{0}")]
     Config(String),
@@ -205,6 +229,8 @@ impl RegistryError {
             RegistryError::Unsupported { .. } => "unsupported",
             RegistryError::Invalid { .. } => "invalid",
             RegistryError::NoMatchingPlatform { .. } => "no-matching-platform",
+            RegistryError::PullBudget { .. } => "rate-limited",
+            RegistryError::NotFoundOrDenied { .. } => "not-found-or-denied",
             RegistryError::Config(_) => "config",
             RegistryError::Cancelled => "cancelled",
         }

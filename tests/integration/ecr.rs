@@ -446,7 +446,10 @@ async fn create_repository_applies_settings() {
         .await
         .unwrap();
     assert_eq!(repo.name, "made/full");
-    assert!(repo.tag_mutability_immutable);
+    assert_eq!(
+        repo.tag_mutability,
+        ecr_mirror_sync::ecr::TagMutability::Immutable
+    );
     assert!(repo.uri.ends_with("/made/full"), "{}", repo.uri);
 
     let out = ecr
@@ -481,7 +484,10 @@ async fn create_repository_applies_settings() {
 
     // Defaults: mutable, no scan, AES256.
     let plain = create(&ecr, "made/plain", &[]).await;
-    assert!(!plain.tag_mutability_immutable);
+    assert_eq!(
+        plain.tag_mutability,
+        ecr_mirror_sync::ecr::TagMutability::Mutable
+    );
     let out = ecr
         .client()
         .describe_repositories()
@@ -590,4 +596,40 @@ async fn from_env_honours_aws_endpoint_url() {
         !String::from_utf8_lossy(&out.stdout).contains("env/visible"),
         "--region must override AWS_REGION"
     );
+}
+
+#[tokio::test]
+async fn exclusion_filters_and_the_blob_mounting_setting_as_moto_serves_them() {
+    use aws_sdk_ecr::types::{
+        ImageTagMutability, ImageTagMutabilityExclusionFilter,
+        ImageTagMutabilityExclusionFilterType,
+    };
+    use ecr_mirror_sync::ecr::TagMutability;
+    let moto = Moto::start();
+    let ecr = client(&moto).await;
+    ecr.client()
+        .create_repository()
+        .repository_name("made/excl")
+        .image_tag_mutability(ImageTagMutability::ImmutableWithExclusion)
+        .image_tag_mutability_exclusion_filters(
+            ImageTagMutabilityExclusionFilter::builder()
+                .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
+                .filter("latest*")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let repo = ecr.repository("made/excl").await.unwrap().unwrap();
+    assert_eq!(
+        repo.tag_mutability,
+        TagMutability::ImmutableWithExclusion(vec!["latest*".into()])
+    );
+    assert!(!repo.tag_mutability.is_immutable("latest-arm64"));
+    assert!(repo.tag_mutability.is_immutable("1.2.3"));
+    // moto 5.2 does not implement GetAccountSetting (HTTP 500): the adapter reports an error,
+    // which the pipeline treats as "unknown, ask one mount".
+    let e = ecr.blob_mounting().await.unwrap_err();
+    assert_eq!(e.op(), "GetAccountSetting", "{e}");
 }

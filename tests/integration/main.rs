@@ -12,6 +12,7 @@ mod harness;
 mod import;
 mod policy;
 mod push;
+mod registries;
 mod reliability;
 mod sync;
 mod usage;

@@ -24,6 +24,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt as _;
 
+use crate::support::personality::{Manners, Personality};
 use crate::support::{
     get_manifest, head_blob, head_manifest, image_with_layers, index_of, product_command,
     push_image, push_index, random_blob, random_image, random_layer, sha256_digest, Blob, Fault,
@@ -59,6 +60,75 @@ impl Services {
 
     fn env(&self) -> Vec<(String, String)> {
         env_for(&self.moto, &self.ecr.url())
+    }
+}
+
+/// Which registries' manners the run meets (issue 13, section 3): the plain pair is what a
+/// self-hosted destination looks like; the others put the upstream's personality in front of
+/// the upstream side (after the FaultProxy, so faults still apply to what the personality
+/// forwards or redirects) and ECR's personality in front of the "ECR" registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pair {
+    Plain,
+    HubToEcr,
+    K8sToEcr,
+    QuayToEcr,
+}
+
+/// The personalities of a [`Pair`], in front of an upstream URL and the "ECR" registry.
+struct Fronts {
+    src: Option<Personality>,
+    ecr: Option<Personality>,
+}
+
+impl Fronts {
+    async fn start(pair: Pair, upstream_url: &str, ecr: &Registry) -> Fronts {
+        let src_manners = match pair {
+            Pair::Plain => None,
+            Pair::HubToEcr => Some(Manners::docker_hub()),
+            Pair::K8sToEcr => Some(Manners::k8s()),
+            Pair::QuayToEcr => Some(Manners::quay()),
+        };
+        let src = match src_manners {
+            Some(m) => {
+                let p = Personality::start(upstream_url, m).await;
+                // A budget no test here reaches: the pull budget has tests of its own.
+                p.set_pull_budget(1_000_000, 1_000_000);
+                Some(p)
+            }
+            None => None,
+        };
+        let ecr = match pair {
+            Pair::Plain => None,
+            _ => Some(Personality::ecr(ecr).await),
+        };
+        Fronts { src, ecr }
+    }
+
+    /// `host:port` to mark as `upstream-image`'s registry.
+    fn upstream_host(&self, plain: &str) -> String {
+        self.src
+            .as_ref()
+            .map_or_else(|| plain.to_string(), |p| p.host.clone())
+    }
+
+    /// The env of a run, with ECR's data plane behind its personality when there is one.
+    fn env(&self, moto: &Moto, ecr: &Registry) -> Vec<(String, String)> {
+        env_for(
+            moto,
+            &self.ecr.as_ref().map_or_else(|| ecr.url(), |p| p.url()),
+        )
+    }
+
+    /// No credentials ever reached a redirect target (CDN, regional backend).
+    fn assert_no_credentials_leaked(&self, ctx: &str) {
+        if let Some(p) = &self.src {
+            let leaked = p.side_hits_with_authorization();
+            assert!(
+                leaked.is_empty(),
+                "Authorization sent to another host: {leaked:?}\n{ctx}"
+            );
+        }
     }
 }
 
@@ -468,6 +538,25 @@ fn assert_faulted_paths_recovered(hits: &[Hit], ctx: &str) {
 /// run must mirror everything and exit 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn matrix_transient_429_503_and_resets_together_mirror_everything() {
+    transient_matrix(Pair::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_transient_faults_hub_to_ecr() {
+    transient_matrix(Pair::HubToEcr).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_transient_faults_k8s_to_ecr() {
+    transient_matrix(Pair::K8sToEcr).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_transient_faults_quay_to_ecr() {
+    transient_matrix(Pair::QuayToEcr).await;
+}
+
+async fn transient_matrix(pair: Pair) {
     let s = Services::start();
     let estate = Estate::new(10, 48 * 1024, 96 * 1024, 10_000);
     estate.push_upstream(&s.up).await;
@@ -504,7 +593,10 @@ async fn matrix_transient_429_503_and_resets_together_mirror_everything() {
         ],
     )
     .await;
-    estate.mark(&s.moto, &proxy.host).await;
+    let fronts = Fronts::start(pair, &proxy.url(), &s.ecr).await;
+    estate
+        .mark(&s.moto, &fronts.upstream_host(&proxy.host))
+        .await;
 
     // One retry budget covers a whole blob transfer (issue 12): the source GET, the POST and
     // the upload together, as ggcr's `retry.Never` inner calls do. A blob's burst (reset, 503,
@@ -512,11 +604,12 @@ async fn matrix_transient_429_503_and_resets_together_mirror_everything() {
     // before, the GET's own loop ran inside the transfer's, which gave it up to 36 attempts.
     let run = product(
         &sync_args(&["--parallel", "8", "--retry-times", "8"]),
-        &s.env(),
+        &fronts.env(&s.moto, &s.ecr),
     )
     .await;
-    let ctx = run.ctx();
+    let ctx = format!("{pair:?}\n{}", run.ctx());
     run.assert_code(0);
+    fronts.assert_no_credentials_leaked(&ctx);
     let hits = proxy.hit_log();
     let injected = |want: &dyn Fn(&Fault) -> bool| {
         hits.iter()
@@ -898,6 +991,25 @@ async fn crash_sigkill_at_seeded_points_never_leaves_an_incomplete_tag() {
 /// * a rerun exits 0 and converges to the full mirror.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_sigterm_stops_within_5s_and_moves_no_tag() {
+    sigterm_mid_run(Pair::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_sigterm_hub_to_ecr() {
+    sigterm_mid_run(Pair::HubToEcr).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_sigterm_k8s_to_ecr() {
+    sigterm_mid_run(Pair::K8sToEcr).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_sigterm_quay_to_ecr() {
+    sigterm_mid_run(Pair::QuayToEcr).await;
+}
+
+async fn sigterm_mid_run(pair: Pair) {
     let s = Services::start();
     // No shared base layer: a slow repository uploading it would (by design) hold back every
     // other repository waiting to mount it.
@@ -936,12 +1048,16 @@ async fn crash_sigterm_stops_within_5s_and_moves_no_tag() {
             .collect(),
     )
     .await;
-    estate.mark(&s.moto, &proxy.host).await;
+    let fronts = Fronts::start(pair, &proxy.url(), &s.ecr).await;
+    estate
+        .mark(&s.moto, &fronts.upstream_host(&proxy.host))
+        .await;
+    let env = fronts.env(&s.moto, &s.ecr);
     s.ecr.mark();
 
     // 17 transfers of the slow repositories stay open; room for the fast ones besides them.
     let args = sync_args(&["--parallel", "12", "--max-requests", "64"]);
-    let mut child = tokio::process::Command::from(product_command(&args, &s.env()))
+    let mut child = tokio::process::Command::from(product_command(&args, &env))
         .kill_on_drop(true)
         .spawn()
         .expect("spawn the product");
@@ -1067,7 +1183,8 @@ async fn crash_sigterm_stops_within_5s_and_moves_no_tag() {
 
     // A rerun without faults converges.
     proxy.set_rules(vec![]);
-    let run = product(&args, &s.env()).await;
+    let run = product(&args, &env).await;
+    fronts.assert_no_credentials_leaked(&run.ctx());
     let ctx = run.ctx();
     run.assert_code(0);
     let all: Vec<&Item> = estate.items.iter().collect();

@@ -111,7 +111,7 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
                 s.item.source
             )))
         }
-        ActionKind::Error(f) => return Err(Error::Item(f.clone())),
+        ActionKind::Error(f) | ActionKind::Deferred(f) => return Err(Error::Item(f.clone())),
         ActionKind::CopyMissing | ActionKind::CopyStale => {}
     }
     if let Some(settings) = &s.create {

@@ -29,5 +29,5 @@ pub async fn run(ctx: &Context, a: &ListArgs) -> Result<u8> {
     let actions = estate::plan_of(&estate, &observation);
     report::list::status(ctx.output, &actions);
     let c = plan::counts(&actions);
-    Ok(u8::from(c.error + c.blocked > 0))
+    Ok(u8::from(c.error + c.blocked + c.deferred > 0))
 }

@@ -59,7 +59,7 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     if a.dry_run {
         report::dry_run(ctx.output, &run.actions);
         let c = plan::counts(&run.actions);
-        return Ok(u8::from(c.error + c.blocked > 0));
+        return Ok(u8::from(c.error + c.blocked + c.deferred > 0));
     }
     let mut summary = Summary::of(&run.results);
     summary.retries = run.retries;
@@ -94,12 +94,13 @@ async fn post_events(summary: &Summary, results: &[Executed]) {
         .iter()
         .map(|e| (&e.action, &e.outcome))
         .filter_map(|(a, o)| match o {
-            Outcome::Failed(r) | Outcome::Blocked(r) => Some(ItemProblem {
+            Outcome::Failed(r) | Outcome::Blocked(r) | Outcome::Deferred(r) => Some(ItemProblem {
                 image: format!("{}:{}", a.repository, a.tag.as_deref().unwrap_or("*")),
                 source: a.source.clone().unwrap_or_default(),
                 reason: r.message.clone(),
                 label: r.label.as_str().to_string(),
                 blocked: matches!(o, Outcome::Blocked(_)),
+                deferred: matches!(o, Outcome::Deferred(_)),
             }),
             _ => None,
         })
@@ -109,6 +110,7 @@ async fn post_events(summary: &Summary, results: &[Executed]) {
         skipped: summary.skipped,
         failed: summary.failed,
         blocked: summary.blocked,
+        deferred: summary.deferred,
     };
     if let Err(e) = publish_from_env(&rs, &problems).await {
         tracing::warn!(error = %e, "could not post Kubernetes events");

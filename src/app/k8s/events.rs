@@ -34,6 +34,8 @@ pub struct RunSummary {
     pub failed: usize,
     /// Images the signature policy rejected.
     pub blocked: usize,
+    /// Images left for the next run because a registry's pull budget was used up.
+    pub deferred: usize,
 }
 
 /// One image that failed or was blocked; it becomes one `Warning` event.
@@ -49,6 +51,8 @@ pub struct ItemProblem {
     pub label: String,
     /// `true` when the signature policy rejected it (reason `PolicyBlocked`), `false` for a failure (`CopyFailed`).
     pub blocked: bool,
+    /// `true` when it was deferred to the next run (reason `CopyDeferred`, label `rate-limited`).
+    pub deferred: bool,
 }
 
 /// Posts the run's events on `pod`: first one `Normal` event (reason `SyncFinished`) with the summary, then one
@@ -126,16 +130,25 @@ fn pod_reference(pod: &PodRef) -> ObjectReference {
     }
 }
 
+/// `copied=N skipped=N failed=N blocked=N`, plus ` deferred=N` when some were deferred.
+fn summary_note(s: &RunSummary) -> String {
+    let mut note = format!(
+        "copied={} skipped={} failed={} blocked={}",
+        s.copied, s.skipped, s.failed, s.blocked
+    );
+    if s.deferred > 0 {
+        note.push_str(&format!(" deferred={}", s.deferred));
+    }
+    note
+}
+
 /// The events of one run, in the order they are posted (pure, so it is tested without an API server).
 fn events_for(summary: &RunSummary, problems: &[ItemProblem]) -> Vec<Event> {
     let mut events = Vec::with_capacity(2 + problems.len().min(MAX_WARNING_EVENTS));
     events.push(Event {
         type_: EventType::Normal,
         reason: "SyncFinished".to_owned(),
-        note: Some(format!(
-            "copied={} skipped={} failed={} blocked={}",
-            summary.copied, summary.skipped, summary.failed, summary.blocked
-        )),
+        note: Some(summary_note(summary)),
         action: "Sync".to_owned(),
         secondary: None,
     });
@@ -144,6 +157,8 @@ fn events_for(summary: &RunSummary, problems: &[ItemProblem]) -> Vec<Event> {
             type_: EventType::Warning,
             reason: if problem.blocked {
                 "PolicyBlocked"
+            } else if problem.deferred {
+                "CopyDeferred"
             } else {
                 "CopyFailed"
             }
@@ -225,7 +240,34 @@ mod tests {
             }
             .into(),
             blocked,
+            deferred: false,
         }
+    }
+
+    #[test]
+    fn a_deferred_image_is_a_copy_deferred_warning_and_counted_in_the_summary() {
+        let summary = RunSummary {
+            copied: 1,
+            deferred: 1,
+            ..RunSummary::default()
+        };
+        let deferred = ItemProblem {
+            label: "rate-limited".into(),
+            reason: "docker.io: the pull budget is used up (w=21600 s)".into(),
+            blocked: false,
+            deferred: true,
+            ..problem(1, false)
+        };
+        let events = events_for(&summary, &[deferred]);
+        assert_eq!(
+            events[0].note.as_deref(),
+            Some("copied=1 skipped=0 failed=0 blocked=0 deferred=1")
+        );
+        assert_eq!(events[1].reason, "CopyDeferred");
+        assert!(events[1]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("[rate-limited]") && n.contains("w=21600")));
     }
 
     /// What one run reports, and so which calls the API server must see.
@@ -422,6 +464,7 @@ mod tests {
             skipped: 40,
             failed: 0,
             blocked: 0,
+            deferred: 0,
         };
         run(Scenario::CleanRun, summary, vec![]).await.unwrap();
     }
@@ -433,6 +476,7 @@ mod tests {
             skipped: 2,
             failed: 1,
             blocked: 1,
+            deferred: 0,
         };
         let problems = vec![problem(1, false), problem(2, true)];
         run(Scenario::FailedAndBlocked, summary, problems)

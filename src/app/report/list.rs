@@ -58,6 +58,7 @@ pub fn status(output: OutputFormat, actions: &[Action]) {
         plan::ActionKind::CopyStale => "stale".into(),
         plan::ActionKind::Blocked(r) => format!("blocked: {r}"),
         plan::ActionKind::Error(r) => format!("error: {r}"),
+        plan::ActionKind::Deferred(r) => format!("deferred: {r}"),
     };
     match ctx_output {
         OutputFormat::Json => {

@@ -31,8 +31,8 @@ pub fn dry_run(output: OutputFormat, actions: &[Action]) {
         OutputFormat::Text => {
             println!("{}", plan_table(actions));
             println!(
-                "dry run: {} to copy, {} in sync, {} blocked, {} errors; nothing was written",
-                c.copy, c.skip, c.blocked, c.error
+                "dry run: {} to copy, {} in sync, {} blocked, {} errors, {} deferred; nothing was written",
+                c.copy, c.skip, c.blocked, c.error, c.deferred
             );
         }
     }
@@ -107,7 +107,7 @@ pub fn item_json(a: &Action, o: &Outcome, secs: f64) -> Value {
             m.insert("blobs_skipped".into(), json!(r.blobs_skipped));
             m.insert("platform_digests".into(), json!(r.platforms));
         }
-        Outcome::Failed(e) | Outcome::Blocked(e) => {
+        Outcome::Failed(e) | Outcome::Blocked(e) | Outcome::Deferred(e) => {
             m.insert("error".into(), json!(e.message));
             m.insert("label".into(), json!(e.label.as_str()));
         }
@@ -119,7 +119,7 @@ pub fn item_json(a: &Action, o: &Outcome, secs: f64) -> Value {
 /// The failure label of a planned action (`None` for skips and copies).
 pub fn label_of(a: &Action) -> Option<Label> {
     match &a.kind {
-        ActionKind::Blocked(f) | ActionKind::Error(f) => Some(f.label),
+        ActionKind::Blocked(f) | ActionKind::Error(f) | ActionKind::Deferred(f) => Some(f.label),
         _ => None,
     }
 }
@@ -146,6 +146,7 @@ pub fn item_line(a: &Action, o: &Outcome, secs: f64) -> String {
         ),
         Outcome::Blocked(e) => format!("blocked  {target} <- {src}: [{}] {e}", e.label),
         Outcome::Failed(e) => format!("FAILED   {target} <- {src}: [{}] {e}", e.label),
+        Outcome::Deferred(e) => format!("deferred {target} <- {src}: [{}] {e}", e.label),
     }
 }
 
@@ -160,6 +161,8 @@ pub struct Summary {
     pub failed: usize,
     /// Items blocked by the trust policy.
     pub blocked: usize,
+    /// Items left for the next run: a registry's pull budget was used up (label `rate-limited`).
+    pub deferred: usize,
     /// Bytes streamed.
     pub bytes: u64,
     /// Requests retried.
@@ -183,6 +186,7 @@ impl Summary {
                 }
                 Outcome::Blocked(_) => s.blocked += 1,
                 Outcome::Failed(_) => s.failed += 1,
+                Outcome::Deferred(_) => s.deferred += 1,
             }
         }
         s
@@ -190,7 +194,7 @@ impl Summary {
 
     /// 0 when every item is fine, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        u8::from(self.failed + self.blocked > 0)
+        u8::from(self.failed + self.blocked + self.deferred > 0)
     }
 
     /// A one-row table.
@@ -200,6 +204,7 @@ impl Summary {
             "IN SYNC",
             "FAILED",
             "BLOCKED",
+            "DEFERRED",
             "BYTES",
             "RETRIES",
             "RATE LIMIT LEFT",
@@ -210,6 +215,7 @@ impl Summary {
             self.skipped.to_string(),
             self.failed.to_string(),
             self.blocked.to_string(),
+            self.deferred.to_string(),
             human_bytes(self.bytes),
             self.retries.to_string(),
             self.rate_limit_remaining
@@ -243,7 +249,7 @@ pub fn file_row(e: &Executed) -> crate::app::report::files::Row {
             a.kind.reason(),
             String::new(),
         ),
-        Outcome::Failed(r) | Outcome::Blocked(r) => (
+        Outcome::Failed(r) | Outcome::Blocked(r) | Outcome::Deferred(r) => (
             a.dest_digest.clone().unwrap_or_default(),
             String::new(),
             0,

@@ -1,12 +1,12 @@
-//! One blob into one repository: HEAD and skip, or mount from the repository that got it in
-//! this run, or stream it with the body verified on the fly; one retry budget per transfer.
+//! One blob into one repository: HEAD and skip, or mount from a repository where a manifest
+//! referencing it is committed, or stream it with the body verified on the fly; one retry budget per transfer.
 
 use super::*;
 
-/// Puts one blob into `dst_repo`: HEAD and skip; else wait for (or do) the run's single
-/// upload of this digest and mount from the repository that got it; else stream it from
-/// `source` with verification. A blob already placed in `dst_repo` earlier in this run costs
-/// no request.
+/// Puts one blob into `dst_repo`: HEAD and skip; else mount it from a repository where a
+/// manifest referencing it is committed (waiting for the run's single upload and its commit
+/// when the registry mounts); else stream it from `source` with verification. A blob already
+/// placed in `dst_repo` earlier in this run costs no request.
 pub(super) async fn push_blob(
     dst: &Destination,
     dst_repo: &str,
@@ -14,12 +14,13 @@ pub(super) async fn push_blob(
     source: &dyn ImageSource,
     progress: &Arc<dyn Progress>,
     stats: &CopyStats,
+    ss: &Session<'_>,
 ) -> Result<BlobOutcome, RegistryError> {
     let placed = dst.tracker.placed(dst_repo, &d.digest);
     let mut outcome = BlobOutcome::Skipped;
     placed
         .get_or_try_init(|| async {
-            outcome = place_blob(dst, dst_repo, d, source, progress, stats).await?;
+            outcome = place_blob(dst, dst_repo, d, source, progress, stats, ss).await?;
             Ok::<_, RegistryError>(())
         })
         .await?;
@@ -40,35 +41,55 @@ async fn place_blob(
     source: &dyn ImageSource,
     progress: &Arc<dyn Progress>,
     stats: &CopyStats,
+    ss: &Session<'_>,
 ) -> Result<BlobOutcome, RegistryError> {
     let reg = &dst.registry;
     if reg.has_blob(dst_repo, &d.digest).await? {
         dst.tracker.note(&d.digest, dst_repo);
         return Ok(BlobOutcome::Skipped);
     }
+    let upload_here = |location: Option<String>| async move {
+        transfer(dst, dst_repo, d, location, source, progress, stats).await?;
+        ss.uploaded(dst_repo, &d.digest);
+        Ok::<_, RegistryError>(BlobOutcome::Uploaded)
+    };
+    // Without mounts every repository needs its own upload: no reason to wait for another's.
+    if dst.mount_policy() == MountPolicy::Disabled {
+        return upload_here(None).await;
+    }
     let cell = dst.tracker.cell(&d.digest);
     let mut uploaded_here = false;
     let holder = cell
         .get_or_try_init(|| async {
-            transfer(dst, dst_repo, d, None, source, progress, stats).await?;
+            upload_here(None).await?;
             uploaded_here = true;
             Ok::<_, RegistryError>(dst_repo.to_string())
         })
         .await?
         .clone();
-    Ok(if uploaded_here {
-        BlobOutcome::Uploaded
-    } else if holder == dst_repo {
-        BlobOutcome::Skipped
-    } else {
-        match reg.mount_blob(dst_repo, &d.digest, &holder).await? {
-            Mount::Mounted => BlobOutcome::Mounted,
-            Mount::Upload(location) => {
-                transfer(dst, dst_repo, d, Some(location), source, progress, stats).await?;
-                BlobOutcome::Uploaded
-            }
+    if uploaded_here {
+        return Ok(BlobOutcome::Uploaded);
+    }
+    if holder == dst_repo {
+        return Ok(BlobOutcome::Skipped);
+    }
+    let from = match dst.mount_policy() {
+        MountPolicy::Disabled => None,
+        _ => {
+            dst.tracker
+                .committed_source(dst_repo, &holder, &d.digest)
+                .await
         }
-    })
+    };
+    let Some(from) = from else {
+        return upload_here(None).await;
+    };
+    match dst.mount(dst_repo, &d.digest, &from).await? {
+        Some(Mount::Mounted) => Ok(BlobOutcome::Mounted),
+        // Refused: the registry opened an upload session instead; use it.
+        Some(Mount::Upload(location)) => upload_here(Some(location)).await,
+        None => upload_here(None).await,
+    }
 }
 
 /// Streams one blob, retrying the whole transfer (a stream cannot be replayed).

@@ -7,14 +7,26 @@
 //!    skip the HEAD, which would nearly always answer 404. Then copy its blobs and PUT the
 //!    child by digest (a registry only accepts a manifest whose blobs it has).
 //! 3. For each blob: HEAD in the destination → skip; else mount from a repository of the
-//!    same registry that got it earlier in this run; else stream it from the source,
-//!    hashing on the way, and commit only when size and sha256 match.
+//!    same registry where a manifest referencing it was committed earlier in this run (ECR
+//!    mounts nothing else); else stream it from the source, hashing on the way, and commit
+//!    only when size and sha256 match.
 //! 4. PUT the index (or the single manifest) — by tag, last. Until then the old tag keeps
 //!    pointing at the old, complete image.
 //!
 //! Work is de-duplicated across every copy into one destination ([`BlobTracker`]): a blob is
-//! uploaded once per run (the first copy uploads, the others wait and then mount), HEADed or
-//! mounted once per repository, and a child manifest shared by two tags is copied once.
+//! uploaded once per run where the registry mounts (the first copy uploads and commits its
+//! manifest, the others wait for that commit and then mount), HEADed or mounted once per
+//! repository, and a child manifest shared by two tags is copied once.
+//!
+//! Mounts ([`MountPolicy`]): Amazon ECR mounts a blob only when its account setting
+//! `BLOB_MOUNTING` is on *and* a manifest committed in the `from` repository references the
+//! blob (aws/containers-roadmap#2860); otherwise it answers 202 with a fresh upload session.
+//! So a copy mounts only from a repository whose manifest referencing the blob was committed
+//! in this run, and the first refused mount (202 with a session, which the copy then uploads
+//! into) switches mounting off for the rest of the run. Waiting for another copy's commit
+//! could deadlock (two images each waiting for the other's manifest), so the tracker keeps a
+//! graph of which repository waits for which, and a wait that would close a cycle uploads
+//! instead.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +102,135 @@ pub struct BlobTracker {
     manifests: Mutex<HashMap<RepoBlob, Arc<OnceCell<()>>>>,
     /// Child manifests fetched, with their blobs placed, per (repository, digest).
     prepared: Mutex<HashMap<RepoBlob, Arc<OnceCell<Arc<Prepared>>>>>,
+    /// Which repositories hold a committed manifest referencing each blob, and who waits.
+    commits: Mutex<Commits>,
+    /// Woken whenever `commits` changes.
+    changed: tokio::sync::Notify,
+}
+
+/// The commit bookkeeping of a [`BlobTracker`].
+#[derive(Default)]
+struct Commits {
+    /// digest → repositories where a manifest referencing it was committed (PUT) in this run.
+    committed: HashMap<String, BTreeSet<String>>,
+    /// (repository, digest) uploaded by a copy still running, whose manifest is not committed
+    /// yet: a commit may still come.
+    pending: HashMap<RepoBlob, usize>,
+    /// (waiting repository, holder repository) → copies waiting for a commit there.
+    waits: HashMap<(String, String), usize>,
+}
+
+impl Commits {
+    /// Whether `from` waits, directly or through others, for a commit in `to`.
+    fn reaches(&self, from: &str, to: &str) -> bool {
+        let mut stack = vec![from.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(r) = stack.pop() {
+            if r == to {
+                return true;
+            }
+            if !seen.insert(r.clone()) {
+                continue;
+            }
+            for ((w, h), n) in &self.waits {
+                if *n > 0 && *w == r {
+                    stack.push(h.clone());
+                }
+            }
+        }
+        false
+    }
+
+    fn committed_in(&self, digest: &str, prefer: &str) -> Option<String> {
+        let repos = self.committed.get(digest)?;
+        if repos.contains(prefer) {
+            return Some(prefer.to_string());
+        }
+        repos.iter().next().cloned()
+    }
+}
+
+/// Whether the destination registry mounts blobs across repositories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountPolicy {
+    /// Not known (a registry that is not ECR, or ECR's `GetAccountSetting` failed): ask once;
+    /// the answer decides for the rest of the run.
+    Unknown,
+    /// Mounts work (ECR's `BLOB_MOUNTING` is `ENABLED`): mount from committed repositories.
+    Enabled,
+    /// Mounts do not work (ECR's `BLOB_MOUNTING` is `DISABLED`, or a mount was refused in
+    /// this run): never ask; every repository uploads its own copy.
+    Disabled,
+}
+
+/// The blobs a copy uploaded whose manifest it has not committed yet; released (and waiters
+/// woken) when the copy ends, however it ends.
+struct Session<'t> {
+    tracker: &'t BlobTracker,
+    pending: Mutex<Vec<RepoBlob>>,
+}
+
+impl<'t> Session<'t> {
+    fn new(tracker: &'t BlobTracker) -> Session<'t> {
+        Session {
+            tracker,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// This copy uploaded `digest` into `repo`, and will commit a manifest referencing it.
+    fn uploaded(&self, repo: &str, digest: &str) {
+        let key = (repo.to_string(), digest.to_string());
+        *self
+            .tracker
+            .commits
+            .lock()
+            .expect("not poisoned")
+            .pending
+            .entry(key.clone())
+            .or_default() += 1;
+        self.pending.lock().expect("not poisoned").push(key);
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+        if keys.is_empty() {
+            return;
+        }
+        let mut c = self.tracker.commits.lock().expect("not poisoned");
+        for k in keys {
+            if let Some(n) = c.pending.get_mut(&k) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.pending.remove(&k);
+                }
+            }
+        }
+        drop(c);
+        self.tracker.changed.notify_waiters();
+    }
+}
+
+/// A registered wait of `waiter` on `holder`; removed on drop (also when cancelled).
+struct WaitEdge<'t> {
+    tracker: &'t BlobTracker,
+    key: (String, String),
+}
+
+impl Drop for WaitEdge<'_> {
+    fn drop(&mut self) {
+        let mut c = self.tracker.commits.lock().expect("not poisoned");
+        if let Some(n) = c.waits.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.waits.remove(&self.key);
+            }
+        }
+        drop(c);
+        self.tracker.changed.notify_waiters();
+    }
 }
 
 /// A child manifest after the first phase of a copy: fetched, with every blob under it placed
@@ -146,6 +287,78 @@ impl BlobTracker {
 
     fn note(&self, digest: &str, repo: &str) {
         let _ = self.cell(digest).set(repo.to_string());
+    }
+
+    /// A manifest referencing `blobs` was committed in `repo`: other repositories may mount
+    /// them from there.
+    fn committed(&self, repo: &str, blobs: impl IntoIterator<Item = String>) {
+        let mut c = self.commits.lock().expect("not poisoned");
+        let mut any = false;
+        for d in blobs {
+            any |= c.committed.entry(d).or_default().insert(repo.to_string());
+        }
+        drop(c);
+        if any {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// A repository where a manifest referencing `digest` is committed, waiting for the one
+    /// `holder`'s copy will commit when it may. `None` when none is committed and none will be
+    /// (the holder's copy ended without a commit), or when waiting could deadlock (`holder`
+    /// already waits, directly or not, for `waiter`).
+    async fn committed_source(&self, waiter: &str, holder: &str, digest: &str) -> Option<String> {
+        let mut edge = None;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut c = self.commits.lock().expect("not poisoned");
+                if let Some(r) = c.committed_in(digest, holder) {
+                    return Some(r);
+                }
+                let pending = c
+                    .pending
+                    .get(&(holder.to_string(), digest.to_string()))
+                    .is_some_and(|n| *n > 0);
+                if !pending {
+                    return None;
+                }
+                if edge.is_none() {
+                    if c.reaches(holder, waiter) {
+                        return None;
+                    }
+                    let key = (waiter.to_string(), holder.to_string());
+                    *c.waits.entry(key.clone()).or_default() += 1;
+                    edge = Some(WaitEdge { tracker: self, key });
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The blobs an image manifest references (config and layers); none for an index.
+fn referenced_blobs(m: &Manifest) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct D {
+        digest: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct M {
+        config: Option<D>,
+        #[serde(default)]
+        layers: Vec<D>,
+    }
+    match serde_json::from_slice::<M>(&m.bytes) {
+        Ok(v) => v
+            .config
+            .into_iter()
+            .chain(v.layers)
+            .map(|d| d.digest)
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -205,15 +418,79 @@ pub struct Destination {
     pub registry: Arc<Registry>,
     /// Which repository got which blob in this run.
     pub tracker: BlobTracker,
+    /// Whether the registry mounts: [`MountPolicy`] as an integer, learnt during the run.
+    mounts: std::sync::atomic::AtomicU8,
+    /// Held while the first mount of a run whose policy is `Unknown` is asked, so that one
+    /// refused mount, not one per copy in flight, teaches the run.
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl Destination {
-    /// Wraps a registry client.
+    /// Wraps a registry client whose mount behaviour is not known: the first mount asked
+    /// decides.
     pub fn new(registry: Arc<Registry>) -> Destination {
+        Destination::with_mounts(registry, MountPolicy::Unknown)
+    }
+
+    /// Wraps a registry client whose mount behaviour is known (ECR's `BLOB_MOUNTING`).
+    pub fn with_mounts(registry: Arc<Registry>, mounts: MountPolicy) -> Destination {
         Destination {
             registry,
             tracker: BlobTracker::default(),
+            mounts: std::sync::atomic::AtomicU8::new(mounts as u8),
+            probe: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// What the run knows now about mounting.
+    pub fn mount_policy(&self) -> MountPolicy {
+        match self.mounts.load(Ordering::Relaxed) {
+            x if x == MountPolicy::Enabled as u8 => MountPolicy::Enabled,
+            x if x == MountPolicy::Disabled as u8 => MountPolicy::Disabled,
+            _ => MountPolicy::Unknown,
+        }
+    }
+
+    fn set_mount_policy(&self, p: MountPolicy) {
+        self.mounts.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// Asks for a mount under the run's policy: `None` when mounting is off (nothing is
+    /// asked). A refusal switches it off for the rest of the run.
+    async fn mount(
+        &self,
+        repo: &str,
+        digest: &str,
+        from: &str,
+    ) -> Result<Option<Mount>, RegistryError> {
+        let _probe = match self.mount_policy() {
+            MountPolicy::Disabled => return Ok(None),
+            MountPolicy::Enabled => None,
+            MountPolicy::Unknown => {
+                let g = self.probe.lock().await;
+                match self.mount_policy() {
+                    MountPolicy::Disabled => return Ok(None),
+                    MountPolicy::Enabled => None,
+                    MountPolicy::Unknown => Some(g),
+                }
+            }
+        };
+        let m = self.registry.mount_blob(repo, digest, from).await?;
+        match &m {
+            Mount::Mounted => {
+                if self.mount_policy() == MountPolicy::Unknown {
+                    self.set_mount_policy(MountPolicy::Enabled);
+                }
+            }
+            Mount::Upload(_) => {
+                if self.mount_policy() != MountPolicy::Disabled {
+                    tracing::info!(registry = %self.registry.name(), from, repo,
+                        "the registry refused a mount; not asking again in this run");
+                }
+                self.set_mount_policy(MountPolicy::Disabled);
+            }
+        }
+        Ok(Some(m))
     }
 }
 
@@ -249,6 +526,11 @@ impl Copy<'_> {
 
     /// Runs the copy. See the module docs for the order of operations.
     pub async fn run(&self) -> Result<CopyReport, RegistryError> {
+        let session = Session::new(&self.dst.tracker);
+        self.run_in(&session).await
+    }
+
+    async fn run_in(&self, ss: &Session<'_>) -> Result<CopyReport, RegistryError> {
         let started = Instant::now();
         let stats = CopyStats::default();
         let top = self.src.manifest(self.src_reference).await?;
@@ -272,7 +554,7 @@ impl Copy<'_> {
                 if let PlatformFilter::Only(_) = self.platforms {
                     self.check_single_platform(&m).await?;
                 }
-                self.copy_blobs(&m, &stats).await?;
+                self.copy_blobs(&m, &stats, ss).await?;
                 top.clone()
             }
             Parsed::Index(idx) => {
@@ -296,7 +578,7 @@ impl Copy<'_> {
                 futures::stream::iter(
                     children
                         .iter()
-                        .map(|c| self.prepare_child(&c.digest, 1, &visited, probe, &stats)),
+                        .map(|c| self.prepare_child(&c.digest, 1, &visited, probe, &stats, ss)),
                 )
                 .buffer_unordered(IMAGE_FANOUT)
                 .try_collect::<Vec<()>>()
@@ -322,10 +604,7 @@ impl Copy<'_> {
             if self.cancel.is_cancelled() {
                 return Err(RegistryError::Cancelled);
             }
-            self.dst
-                .registry
-                .put_manifest(self.dst_repo, self.dst_tag, &to_put)
-                .await?;
+            self.put(self.dst_tag, &to_put).await?;
             stats.manifests_put.fetch_add(1, Ordering::Relaxed);
         }
         if self.signatures {
@@ -335,7 +614,7 @@ impl Copy<'_> {
                 signed.push(top.digest.clone());
             }
             for digest in signed {
-                self.copy_signature(&digest, &stats).await?;
+                self.copy_signature(&digest, &stats, ss).await?;
             }
         }
         Ok(CopyReport {
@@ -354,7 +633,24 @@ impl Copy<'_> {
 
     /// Copies `sha256-<hex>.sig` (cosign's signature tag for `digest`) when upstream has it, so
     /// that consumers of the mirror can verify with `remapIdentity` or `exactRepository`.
-    async fn copy_signature(&self, digest: &str, stats: &CopyStats) -> Result<(), RegistryError> {
+    /// PUTs a manifest into the destination repository and notes the blobs it commits there.
+    async fn put(&self, reference: &str, m: &Manifest) -> Result<(), RegistryError> {
+        self.dst
+            .registry
+            .put_manifest(self.dst_repo, reference, m)
+            .await?;
+        self.dst
+            .tracker
+            .committed(self.dst_repo, referenced_blobs(m));
+        Ok(())
+    }
+
+    async fn copy_signature(
+        &self,
+        digest: &str,
+        stats: &CopyStats,
+        ss: &Session<'_>,
+    ) -> Result<(), RegistryError> {
         // Signature tags exist only in registries.
         let Some((src_reg, src_repo)) = self.src.registry() else {
             return Ok(());
@@ -382,14 +678,11 @@ impl Copy<'_> {
                 reason: "a signature tag must hold an image manifest".into(),
             });
         };
-        self.copy_blobs(&img, stats).await?;
+        self.copy_blobs(&img, stats, ss).await?;
         if self.cancel.is_cancelled() {
             return Err(RegistryError::Cancelled);
         }
-        self.dst
-            .registry
-            .put_manifest(self.dst_repo, &tag, &m)
-            .await?;
+        self.put(&tag, &m).await?;
         stats.manifests_put.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -449,11 +742,12 @@ impl Copy<'_> {
         visited: &'b BTreeSet<String>,
         probe: bool,
         stats: &'b CopyStats,
+        ss: &'b Session<'_>,
     ) -> futures::future::BoxFuture<'b, Result<(), RegistryError>> {
         Box::pin(async move {
             let cell = self.dst.tracker.prepared(self.dst_repo, digest);
             cell.get_or_try_init(|| async {
-                self.prepare_child_once(digest, depth, visited, probe, stats)
+                self.prepare_child_once(digest, depth, visited, probe, stats, ss)
                     .await
                     .map(Arc::new)
             })
@@ -469,6 +763,7 @@ impl Copy<'_> {
         visited: &BTreeSet<String>,
         probe: bool,
         stats: &CopyStats,
+        ss: &Session<'_>,
     ) -> Result<Prepared, RegistryError> {
         if probe
             && self
@@ -484,7 +779,7 @@ impl Copy<'_> {
         let what = format!("{}@{}", self.src.name(), digest);
         let mut children = Vec::new();
         match m.parse(&what)? {
-            Parsed::Image(img) => self.copy_blobs(&img, stats).await?,
+            Parsed::Image(img) => self.copy_blobs(&img, stats, ss).await?,
             Parsed::Index(idx) => {
                 if depth >= MAX_INDEX_DEPTH {
                     return Err(RegistryError::Invalid {
@@ -502,7 +797,7 @@ impl Copy<'_> {
                     }
                 }
                 for c in &idx.manifests {
-                    self.prepare_child(&c.digest, depth + 1, &seen, probe, stats)
+                    self.prepare_child(&c.digest, depth + 1, &seen, probe, stats, ss)
                         .await?;
                     children.push(c.digest.clone());
                 }
@@ -539,10 +834,7 @@ impl Copy<'_> {
                     }
                     let m = manifest.lock().expect("not poisoned").take();
                     if let Some(m) = m {
-                        self.dst
-                            .registry
-                            .put_manifest(self.dst_repo, digest, &m)
-                            .await?;
+                        self.put(digest, &m).await?;
                         stats.manifests_put.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(())
@@ -556,16 +848,35 @@ impl Copy<'_> {
         &self,
         m: &OciImageManifest,
         stats: &CopyStats,
+        ss: &Session<'_>,
     ) -> Result<(), RegistryError> {
-        futures::stream::iter(blobs_of(m).into_iter().map(|d| self.copy_blob(d, stats)))
-            .buffer_unordered(IMAGE_FANOUT)
-            .try_collect::<Vec<()>>()
-            .await?;
+        futures::stream::iter(
+            blobs_of(m)
+                .into_iter()
+                .map(|d| self.copy_blob(d, stats, ss)),
+        )
+        .buffer_unordered(IMAGE_FANOUT)
+        .try_collect::<Vec<()>>()
+        .await?;
         Ok(())
     }
 
-    async fn copy_blob(&self, d: OciDescriptor, stats: &CopyStats) -> Result<(), RegistryError> {
-        push_blob(self.dst, self.dst_repo, &d, self.src, &self.progress, stats).await?;
+    async fn copy_blob(
+        &self,
+        d: OciDescriptor,
+        stats: &CopyStats,
+        ss: &Session<'_>,
+    ) -> Result<(), RegistryError> {
+        push_blob(
+            self.dst,
+            self.dst_repo,
+            &d,
+            self.src,
+            &self.progress,
+            stats,
+            ss,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ pub mod auth;
 mod retry;
 mod tls;
 
-pub use retry::{parse_rate_limit, parse_retry_after, RetryPolicy};
+pub use retry::{parse_rate_limit, parse_rate_limit_window, parse_retry_after, RetryPolicy};
 use tls::load_cert_dir;
 pub(super) use tls::transport_err;
 
@@ -145,7 +145,34 @@ pub struct Registry {
     pub(in crate::oci) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
     /// Counters for the run report.
     pub stats: Stats,
+    /// The pull budget as this run has seen it (Docker Hub's `RateLimit-Remaining`).
+    pub(in crate::oci) budget: std::sync::Mutex<PullBudget>,
 }
+
+/// A registry's pull budget, as its `RateLimit-Remaining: N;w=SECS` headers show it. A manifest
+/// GET is a pull (Docker's definition); HEADs, blobs and tag lists are not.
+#[derive(Debug, Default)]
+pub(in crate::oci) struct PullBudget {
+    /// The last `RateLimit-Remaining` seen, when the registry sends one.
+    pub(in crate::oci) remaining: Option<i64>,
+    /// The window, `w=SECS`, when sent.
+    pub(in crate::oci) window_secs: Option<u64>,
+    /// Manifest GETs sent and not answered yet (each may spend one pull).
+    pub(in crate::oci) in_flight: i64,
+    /// Set at the first 429 on a manifest GET, or when no pull is left: no manifest GET is
+    /// sent again in this run.
+    pub(in crate::oci) exhausted: bool,
+}
+
+/// A pull reserved by [`Registry::reserve_pull`]; released when the GET is answered.
+pub(in crate::oci) struct PullGuard<'a>(pub(in crate::oci) &'a std::sync::Mutex<PullBudget>);
+
+impl Drop for PullGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("not poisoned").in_flight -= 1;
+    }
+}
+
 
 /// A repository's tags, as one listing returned them.
 pub type TagSet = Arc<std::collections::HashSet<String>>;
@@ -191,7 +218,8 @@ impl Registry {
             .user_agent(concat!("ecr-mirror-sync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
-            .pool_max_idle_per_host(cfg.max_in_flight.max(1));
+            .pool_max_idle_per_host(cfg.max_in_flight.max(1))
+            .redirect(redirect_policy());
         if let Some(dir) = &cfg.cert_dir {
             b = load_cert_dir(dir, b)?;
         }
@@ -208,6 +236,8 @@ impl Registry {
             base: OnceCell::new(),
             tokens: Mutex::new(HashMap::new()),
             tag_lists: Default::default(),
+            budget: Default::default(),
+            budget: Default::default(),
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),
@@ -434,6 +464,11 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after)
             .map(|d| d.min(self.cfg.retry.max_retry_after));
+        let insufficient_scope = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("error=\"insufficient_scope\""));
         let body = r.bytes().await.unwrap_or_default();
         let parsed: Option<ErrorBody> =
             serde_json::from_slice(&body[..body.len().min(64 * 1024)]).ok();
@@ -445,6 +480,13 @@ impl Registry {
             None => (None, String::new()),
         };
         message.truncate(300);
+        if (status == 401 || status == 403) && insufficient_scope {
+            return RegistryError::NotFoundOrDenied {
+                registry: self.cfg.registry.clone(),
+                what: format!("{}: {method} {what}", self.cfg.registry),
+                status,
+            };
+        }
         if status == 401 || status == 403 {
             return RegistryError::Auth {
                 registry: self.cfg.registry.clone(),
@@ -467,22 +509,19 @@ impl Registry {
     }
 
     pub(in crate::oci) fn observe_headers(&self, h: &HeaderMap) {
-        if let Some(v) = h
-            .get("ratelimit-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_rate_limit)
-        {
+        let remaining = h.get("ratelimit-remaining").and_then(|v| v.to_str().ok());
+        if let Some(v) = remaining.and_then(parse_rate_limit) {
             self.stats.rate_limit_remaining.store(v, Ordering::Relaxed);
-        }
-    }
-
-    /// Docker Hub: slow down as the pull budget nears zero, instead of hitting 429.
-    pub(in crate::oci) async fn pace(&self) {
-        let left = self.stats.rate_limit_remaining.load(Ordering::Relaxed);
-        if (0..10).contains(&left) {
-            let wait = Duration::from_millis(500 * (10 - left) as u64);
-            tracing::warn!(registry = %self.cfg.registry, remaining = left, ?wait, "rate limit nearly used up; slowing down");
-            tokio::time::sleep(wait).await;
+            let window = remaining.and_then(parse_rate_limit_window).or_else(|| {
+                h.get("ratelimit-limit")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_rate_limit_window)
+            });
+            let mut b = self.budget.lock().expect("not poisoned");
+            b.remaining = Some(v);
+            if window.is_some() {
+                b.window_secs = window;
+            }
         }
     }
 
@@ -524,7 +563,6 @@ impl Registry {
         } else {
             format!("{base}/{url_or_path}")
         };
-        self.pace().await;
         let _permit = self.limit.acquire().await.expect("semaphore never closed");
         for attempt in 0..2 {
             let mut rb = build(self.http.request(method.clone(), &url));
@@ -558,6 +596,35 @@ impl Registry {
         unreachable!("the loop returns")
     }
 }
+
+/// Redirects, for manifests, blobs and tag lists alike: Docker Hub sends blob GETs to a CDN
+/// with a signed URL, and registry.k8s.io sends every GET and HEAD to a regional backend on
+/// another host. They are followed (at most [`MAX_REDIRECTS`] hops), never from `https` down
+/// to `http`, and **never with credentials to another origin**: reqwest strips
+/// `Authorization` (and cookies) from the redirected request whenever the host, port or
+/// scheme changes (`remove_sensitive_headers` in `reqwest::redirect`), which is what the
+/// CDN's signed URL needs (it refuses a second auth mechanism with 400) and what keeps a
+/// token from leaking to a backend. `tests/integration/registries.rs`
+/// (`redirect_targets_get_no_credentials_for_manifests_or_blobs`) checks both kinds.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|p| p.scheme() == "https")
+            && attempt.url().scheme() == "http";
+        if downgrade {
+            return attempt.error("a redirect from https to http is refused");
+        }
+        attempt.follow()
+    })
+}
+
+/// The longest chain of redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 
 pub(super) fn challenge_of(r: &reqwest::Response) -> Challenge {
     if r.status() == StatusCode::UNAUTHORIZED {

@@ -53,6 +53,14 @@ pub fn parse_rate_limit(v: &str) -> Option<i64> {
     v.split(';').next()?.trim().parse().ok()
 }
 
+/// The window of Docker Hub's `RateLimit-Remaining: 76;w=21600`, in seconds (`21600`).
+pub fn parse_rate_limit_window(v: &str) -> Option<u64> {
+    v.split(';')
+        .skip(1)
+        .filter_map(|p| p.trim().strip_prefix("w="))
+        .find_map(|w| w.trim().parse().ok())
+}
+
 impl Registry {
     /// Runs `op` with the run's retry policy: transient errors are repeated with exponential
     /// backoff and jitter, `Retry-After` sets the wait, anything else fails at once.
@@ -136,6 +144,8 @@ mod tests {
         assert_eq!(parse_rate_limit("76;w=21600"), Some(76));
         assert_eq!(parse_rate_limit("0"), Some(0));
         assert_eq!(parse_rate_limit("x"), None);
+        assert_eq!(parse_rate_limit_window("76;w=21600"), Some(21600));
+        assert_eq!(parse_rate_limit_window("76"), None);
     }
 
     #[tokio::test]

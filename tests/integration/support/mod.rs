@@ -29,6 +29,7 @@ mod client;
 mod hostile;
 mod image;
 mod moto;
+pub mod personality;
 mod proxy;
 mod pushgateway;
 mod registry;

@@ -61,6 +61,8 @@ pub struct Registry {
     pub(super) limit: Arc<Semaphore>,
     /// Per repository: its tag list, read at most once per run ([`Registry::listed_tags`]).
     pub(super) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
+    /// Per repository: its complete, paginated tag list ([`Registry::all_tags`]).
+    pub(super) all_tag_lists: std::sync::Mutex<HashMap<String, super::tag_list::TagListCell>>,
     /// Counters for the run report.
     pub stats: Stats,
 }

@@ -157,6 +157,7 @@ impl Registry {
             base: OnceCell::new(),
             tokens: Mutex::new(HashMap::new()),
             tag_lists: Default::default(),
+            all_tag_lists: Default::default(),
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),

@@ -179,6 +179,8 @@ pub struct SyncRun {
     pub retries: u64,
     /// The lowest `RateLimit-Remaining` any registry reported.
     pub rate_limit_remaining: Option<i64>,
+    /// What each tag rule selected and left out (repositories with a rule).
+    pub rules: Vec<crate::mirror::estate::RuleView>,
 }
 
 /// The whole `sync` pipeline: discover and observe (pipelined), plan, and — unless
@@ -201,6 +203,7 @@ pub async fn sync(
         results: vec![],
         retries: 0,
         rate_limit_remaining: None,
+        rules: found.rules,
     };
     if opts.dry_run {
         return Ok(run);

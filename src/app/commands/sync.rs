@@ -36,6 +36,7 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     let sources = Sources::new(src);
     let run = exec::sync(&estate, &sources, &policy, &opts, cancel, &on_done).await?;
     if a.dry_run {
+        report::rules::rules(ctx.output, &run.rules);
         report::dry_run(ctx.output, &run.actions);
         let c = plan::counts(&run.actions);
         return Ok(u8::from(c.error + c.blocked > 0));

@@ -23,6 +23,7 @@ use futures::stream::{self, StreamExt as _};
 use serde_json::{json, Value};
 
 use crate::ecr::{EcrApi, EcrError, RepoSettings, Repository};
+use crate::mirror::tag_rule::TagRule;
 use crate::mirror::tags::{disallowed_tag_value_char, MAX_TAG_VALUE_CHARS};
 use crate::mirror::tags::{spec_from_tags, TagKeys};
 use crate::oci::{validate_tag, ImageRef, TaggedRef};
@@ -87,8 +88,11 @@ impl fmt::Display for Location {
 pub struct Entry {
     /// Where it is.
     pub location: Location,
-    /// The upstream reference, Docker-normalised, with a tag and no digest.
+    /// The upstream reference, Docker-normalised, with a tag (or, with a `rule`, maybe
+    /// without one) and no digest.
     pub source: TaggedRef,
+    /// A tag rule (`rule:` in YAML, rule words after the reference in a list), if any.
+    pub rule: Option<TagRule>,
     /// The YAML `dest` as written (`grafana/grafana:11.4.0`), if any.
     pub dest: Option<String>,
     /// The YAML `chart`, if any (informational).
@@ -96,9 +100,17 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The source tag (always present in a parsed entry).
+    /// The source tag (present in a parsed entry unless it has a rule).
     pub fn tag(&self) -> &str {
         self.source.tag.as_deref().unwrap_or("latest")
+    }
+
+    /// The explicit tag to mirror: the source's, if written (an entry with a rule may have none).
+    pub fn explicit_tag(&self) -> Option<&str> {
+        match (&self.source.tag, &self.rule) {
+            (None, Some(_)) => None,
+            _ => Some(self.tag()),
+        }
     }
 }
 
@@ -177,21 +189,25 @@ fn parse_list(text: &str) -> Parsed {
         if line.is_empty() {
             continue;
         }
+        // A reference, optionally followed by the words of a tag rule (`key=value` each; a
+        // reference never holds '='): `ghcr.io/kedacore/keda semver=2.x newest=3`.
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.len() > 1 {
+        if words.len() > 1 && !words[1..].iter().all(|w| w.contains('=')) {
             errors.push(EntryError {
                 location,
                 message: format!(
-                    "{line:?}: expected one image reference per line, found {} words",
+                    "{line:?}: expected one image reference per line, optionally followed by tag-rule words (key=value), found {} words",
                     words.len()
                 ),
             });
             continue;
         }
-        match parse_source(line) {
-            Ok(source) => entries.push(Entry {
+        let rule = (words.len() > 1).then(|| words[1..].join(" "));
+        match source_and_rule(words[0], rule.as_deref()) {
+            Ok((source, rule)) => entries.push(Entry {
                 location,
                 source,
+                rule,
                 dest: None,
                 chart: None,
             }),
@@ -235,9 +251,10 @@ fn parse_yaml(text: &str) -> Result<Parsed, String> {
             line: lines.as_ref().map(|l| l[i]),
         };
         match yaml_entry(item) {
-            Ok((source, dest, chart)) => entries.push(Entry {
+            Ok((source, rule, dest, chart)) => entries.push(Entry {
                 location,
                 source,
+                rule,
                 dest,
                 chart,
             }),
@@ -251,7 +268,7 @@ fn parse_yaml(text: &str) -> Result<Parsed, String> {
     })
 }
 
-type YamlEntry = (TaggedRef, Option<String>, Option<String>);
+type YamlEntry = (TaggedRef, Option<TagRule>, Option<String>, Option<String>);
 
 fn yaml_entry(item: &serde_yaml_ng::Value) -> Result<YamlEntry, String> {
     use serde_yaml_ng::Value as Y;
@@ -266,7 +283,7 @@ fn yaml_entry(item: &serde_yaml_ng::Value) -> Result<YamlEntry, String> {
     };
     match item {
         // A bare reference is accepted as the source.
-        Y::String(s) => Ok((parse_source(s)?, None, None)),
+        Y::String(s) => Ok((parse_source(s)?, None, None, None)),
         Y::Mapping(m) => {
             let source = match m.get("source") {
                 None => {
@@ -282,7 +299,17 @@ fn yaml_entry(item: &serde_yaml_ng::Value) -> Result<YamlEntry, String> {
                 Some(_) => return Err("`dest` must be a string".into()),
             };
             let chart = m.get("chart").and_then(|v| text("chart", v).ok().flatten());
-            Ok((parse_source(&source)?, dest, chart))
+            let rule = match m.get("rule") {
+                None | Some(Y::Null) => None,
+                Some(Y::String(r)) => Some(r.clone()),
+                Some(_) => {
+                    return Err(
+                        "`rule` must be a string, e.g. rule: \"semver=1.x newest=3\"".into(),
+                    )
+                }
+            };
+            let (source, rule) = source_and_rule(&source, rule.as_deref())?;
+            Ok((source, rule, dest, chart))
         }
         _ => Err("expected a mapping with `source` (and optionally `dest`, `chart`)".into()),
     }
@@ -318,6 +345,20 @@ fn yaml_item_lines(text: &str) -> Option<Vec<usize>> {
         }
     }
     Some(found)
+}
+
+/// An entry's source and tag rule: with a rule, the source may have no tag (the rule chooses
+/// the tags); a tag it has is mirrored as well. A rule that does not parse names its word.
+fn source_and_rule(raw: &str, rule: Option<&str>) -> Result<(TaggedRef, Option<TagRule>), String> {
+    let Some(rule) = rule else {
+        return Ok((parse_source(raw)?, None));
+    };
+    let rule = TagRule::parse(rule).map_err(|e| format!("{}: rule: {e}", raw.trim()))?;
+    let r = TaggedRef::parse(raw.trim()).map_err(|e| e.to_string())?;
+    if r.tag.is_none() && r.digest.is_none() {
+        return Ok((r, Some(rule)));
+    }
+    Ok((parse_source(raw)?, Some(rule)))
 }
 
 /// An upstream reference from the file: valid, with a tag, without a digest.
@@ -493,19 +534,26 @@ pub struct Desired {
     pub repository: String,
     /// The upstream repository.
     pub upstream: ImageRef,
-    /// The tags, sorted and de-duplicated.
+    /// The tags, sorted and de-duplicated (empty when a rule alone says which).
     pub tags: Vec<String>,
+    /// The tag rule, if any.
+    pub rule: Option<TagRule>,
     /// The entries that asked for it.
     pub locations: Vec<Location>,
 }
 
 impl Desired {
-    /// The resource tags describing it (schema v1, no platforms).
+    /// The resource tags describing it (schema v1, no platforms): the tags key when there are
+    /// tags, the rule key (canonical form) when there is a rule.
     pub fn resource_tags(&self, keys: &TagKeys) -> Vec<(String, String)> {
-        vec![
-            (keys.image.clone(), self.upstream.to_string()),
-            (keys.tags.clone(), self.tags.join("/")),
-        ]
+        let mut out = vec![(keys.image.clone(), self.upstream.to_string())];
+        if !self.tags.is_empty() {
+            out.push((keys.tags.clone(), self.tags.join("/")));
+        }
+        if let Some(rule) = &self.rule {
+            out.push((keys.rule.clone(), rule.to_string()));
+        }
+        out
     }
 }
 
@@ -546,6 +594,7 @@ pub fn plan(parsed: &Parsed, naming: &Naming, keys: &TagKeys) -> Plan {
     struct Group {
         upstreams: BTreeMap<ImageRef, Vec<Location>>,
         tags: BTreeSet<String>,
+        rules: BTreeMap<String, (TagRule, Vec<Location>)>,
         locations: Vec<Location>,
     }
     let mut out = Plan {
@@ -561,7 +610,16 @@ pub fn plan(parsed: &Parsed, naming: &Naming, keys: &TagKeys) -> Plan {
                     .entry(e.source.image.clone())
                     .or_default()
                     .push(e.location);
-                g.tags.insert(e.tag().to_string());
+                if let Some(tag) = e.explicit_tag() {
+                    g.tags.insert(tag.to_string());
+                }
+                if let Some(rule) = &e.rule {
+                    g.rules
+                        .entry(rule.to_string())
+                        .or_insert_with(|| (rule.clone(), vec![]))
+                        .1
+                        .push(e.location);
+                }
                 g.locations.push(e.location);
             }
             Err(message) => out.entry_errors.push(EntryError {
@@ -588,11 +646,28 @@ pub fn plan(parsed: &Parsed, naming: &Naming, keys: &TagKeys) -> Plan {
             });
             continue;
         }
+        if g.rules.len() > 1 {
+            let which: Vec<String> = g
+                .rules
+                .iter()
+                .map(|(r, (_, locs))| format!("{r:?} ({})", locations_text(locs)))
+                .collect();
+            out.problems.push(RepoProblem {
+                message: format!(
+                    "repository {repository:?}: different tag rules for it: {}; a repository has one rule",
+                    which.join(" and ")
+                ),
+                repository,
+                locations: g.locations,
+            });
+            continue;
+        }
         let upstream = g.upstreams.into_keys().next().expect("one upstream");
         let desired = Desired {
             repository,
             upstream,
             tags: g.tags.into_iter().collect(),
+            rule: g.rules.into_values().next().map(|(r, _)| r),
             locations: g.locations,
         };
         match check_values(&desired.repository, &desired.resource_tags(keys)) {
@@ -630,14 +705,14 @@ fn check_values(repository: &str, tags: &[(String, String)]) -> Result<(), Strin
 pub struct Merged {
     /// The tags to write with `TagResource` (only the keys that change); empty = unchanged.
     pub write: Vec<(String, String)>,
-    /// The image and tags keys after the write.
+    /// The image, tags and rule keys after the write.
     pub after: BTreeMap<String, String>,
 }
 
-/// The image and tags keys of `tags`, as a map (absent keys are absent).
+/// The image, tags and rule keys of `tags`, as a map (absent keys are absent).
 pub fn our_tags(tags: &[(String, String)], keys: &TagKeys) -> BTreeMap<String, String> {
     tags.iter()
-        .filter(|(k, _)| *k == keys.image || *k == keys.tags)
+        .filter(|(k, _)| *k == keys.image || *k == keys.tags || *k == keys.rule)
         .cloned()
         .collect()
 }
@@ -649,6 +724,9 @@ pub fn our_tags(tags: &[(String, String)], keys: &TagKeys) -> BTreeMap<String, S
 ///   it. A missing one is set.
 /// * `upstream-tags` becomes the union: the existing tags in their order, then the new ones.
 ///   Tags are never removed. An unchanged list is not rewritten (even if spaced differently).
+///   A repository with neither tags nor tags wanted (a rule alone) gets no tags key.
+/// * `upstream-tag-rule`: set when missing; an existing rule that selects differently (compared
+///   in canonical form, so word order and spacing do not matter) is an error unless `force`.
 pub fn merge_tags(
     repository: &str,
     existing: &[(String, String)],
@@ -689,8 +767,27 @@ pub fn merge_tags(
             list.push(t.clone());
         }
     }
-    if !before.contains_key(&keys.tags) || list.len() != existing_count {
+    if (!before.contains_key(&keys.tags) && !list.is_empty()) || list.len() != existing_count {
         write.push((keys.tags.clone(), list.join("/")));
+    }
+    if let Some(want) = &desired.rule {
+        let want_text = want.to_string();
+        match before.get(&keys.rule) {
+            None => write.push((keys.rule.clone(), want_text)),
+            Some(v) => {
+                let same = TagRule::parse(v).is_ok_and(|r| r == *want);
+                if !same {
+                    if !force {
+                        return Err(format!(
+                            "repository {repository:?}: tag {:?} is {v:?}, but the file ({}) gives the rule {want_text:?}; not changed (pass --force to overwrite it)",
+                            keys.rule,
+                            locations_text(&desired.locations)
+                        ));
+                    }
+                    write.push((keys.rule.clone(), want_text));
+                }
+            }
+        }
     }
     check_values(repository, &write)?;
     let mut after = before;
@@ -1401,6 +1498,7 @@ other: value
             repository: repo.into(),
             upstream: ImageRef::parse(upstream).unwrap(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            rule: None,
             locations: vec![Location::line(1)],
         }
     }
@@ -1524,6 +1622,7 @@ other: value
             image: "src".into(),
             tags: "tags".into(),
             platforms: "arch".into(),
+            rule: "rule".into(),
         };
         let d = desired("r", "nginx", &["1"]);
         let m = merge_tags(

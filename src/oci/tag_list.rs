@@ -57,6 +57,15 @@ impl Registry {
             .clone()
     }
 
+    /// The complete tag list of `repo` if this run has already read it, without a request.
+    pub(super) fn cached_all_tags(&self, repo: &str) -> Option<AllTags> {
+        let map = self.all_tag_lists.lock().expect("not poisoned");
+        match map.get(repo)?.get()? {
+            Ok(tags) => Some(tags.clone()),
+            Err(_) => None,
+        }
+    }
+
     async fn list_all_tags(&self, repo: &str) -> Result<AllTags, RegistryError> {
         #[derive(serde::Deserialize)]
         struct TagList {

@@ -1907,3 +1907,10 @@ async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child()
         "--repository limits the check: {out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tag rules (`upstream-tag-rule`), with this module's harness
+// ---------------------------------------------------------------------------------------------
+
+#[path = "sync_tag_rule.rs"]
+mod tag_rule;

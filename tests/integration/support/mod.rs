@@ -29,6 +29,7 @@ mod client;
 mod hostile;
 mod image;
 mod moto;
+mod paging;
 mod proxy;
 mod registry;
 
@@ -53,6 +54,8 @@ pub use image::{
 };
 #[allow(unused_imports)]
 pub use moto::{Moto, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER};
+#[allow(unused_imports)]
+pub use paging::PagingRegistry;
 #[allow(unused_imports)]
 pub use proxy::{Fault, FaultProxy, Hit, Rule, Schedule};
 #[allow(unused_imports)]

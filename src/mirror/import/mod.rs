@@ -1103,6 +1103,83 @@ mod tests {
     }
 
     #[test]
+    fn tag_rules_in_both_formats() {
+        let p = list(
+            "ghcr.io/kedacore/keda semver=2.x   newest=3 # the three newest 2.x\n\
+             nginx:stable newest=1\n\
+             nginx semver=1.x junk\n\
+             redis newst=2\n\
+             redis\n",
+        );
+        let got: Vec<(String, Option<String>, Option<&str>)> = p
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.source.to_string(),
+                    e.rule.as_ref().map(ToString::to_string),
+                    e.explicit_tag(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "ghcr.io/kedacore/keda".to_string(),
+                    Some("semver=2.x newest=3".to_string()),
+                    None
+                ),
+                (
+                    "docker.io/library/nginx:stable".to_string(),
+                    Some("newest=1".to_string()),
+                    Some("stable")
+                ),
+            ]
+        );
+        let errors: Vec<String> = p.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("line 3") && errors[0].contains("tag-rule words"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("line 4") && errors[1].contains("\"newst=2\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("line 5") && errors[2].contains("no tag"),
+            "{errors:?}"
+        );
+
+        let y = parse(
+            "images:\n- {source: nginx, rule: 'newest=2'}\n- {source: nginx, rule: 3}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(y.entries.len(), 1);
+        assert_eq!(y.entries[0].rule.as_ref().unwrap().to_string(), "newest=2");
+        assert!(y.errors[0].message.contains("`rule` must be a string"));
+
+        // One repository, one rule: two different ones conflict; the same one (in any
+        // spelling) is fine, and the tags key is written only with explicit tags.
+        let same = list("nginx newest=2 semver=1.x\nnginx semver=1.x newest=2\n");
+        let plan1 = plan(&same, &naming(false, "m"), &keys());
+        assert!(plan1.problems.is_empty(), "{:?}", plan1.problems);
+        assert_eq!(
+            plan1.repositories[0].resource_tags(&keys()),
+            kv(&[
+                ("upstream-image", "docker.io/library/nginx"),
+                ("upstream-tag-rule", "semver=1.x newest=2")
+            ])
+        );
+        let differ = list("nginx newest=2\nnginx:1.25 newest=3\n");
+        let plan2 = plan(&differ, &naming(false, "m"), &keys());
+        assert_eq!(plan2.problems.len(), 1);
+        assert!(plan2.problems[0].message.contains("different tag rules"));
+    }
+
+    #[test]
     fn list_format_with_comments_short_names_and_errors() {
         let text = "\
 # seed list

@@ -336,7 +336,7 @@ async fn unlistable_upstream_fails_the_rule_only() {
         &ctx,
     );
     let f = run.one("item", "mirror/missing", None);
-    assert_fields(f, json!({"outcome": "failed"}), &ctx);
+    assert_fields(f, json!({"outcome": "failed", "label": "not-found"}), &ctx);
     assert_text(
         f,
         "error",

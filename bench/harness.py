@@ -14,8 +14,8 @@ Every timed run goes through /usr/bin/time -v (peak RSS) and a wall clock taken 
 come from the registries' access logs (one Apache combined line per request on stdout), sliced by
 byte offset around each run.
 
-Writes bench/out/w1.json, w2.json, w4.json, w5.json, env.json.
-Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000), WORKLOADS (default "w2 w1 w5 w4";
+Writes bench/out/w1.json, w2.json, w4.json, w5.json, w1rule.json, env.json.
+Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000), WORKLOADS (default "w2 w1 w5 w4 w1rule";
      also "w1profile", and "hold": set up the W1 estate and wait, for profiling by hand),
      BENCH_TMP (parent dir of the work dir), KEEP=1 keeps the work dir.
 """
@@ -29,7 +29,7 @@ BIN = os.environ["BIN"]
 RUNS = int(os.environ.get("RUNS", "5"))
 REPOS = int(os.environ.get("REPOS", "50"))
 W4_REPOS = int(os.environ.get("W4_REPOS", "1000"))
-WORKLOADS = os.environ.get("WORKLOADS", "w2 w1 w5 w4").split()
+WORKLOADS = os.environ.get("WORKLOADS", "w2 w1 w5 w4 w1rule").split()
 VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
 MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
 ECR_USER, ECR_PASS = "AWS", "123456789012-auth-token"
@@ -383,7 +383,7 @@ def main():
                ECR_MIRROR_SYNC_DEST_TLS_VERIFY="false", ECR_MIRROR_SYNC_SRC_TLS_VERIFY="false",
                ECR_MIRROR_SYNC_POLICY=os.path.join(ROOT, "docker", "default-policy.json"))
 
-    need_estate = any(w in WORKLOADS for w in ("w1", "w2", "w5", "w1profile", "hold"))
+    need_estate = any(w in WORKLOADS for w in ("w1", "w2", "w5", "w1profile", "hold", "w1rule"))
     gen = {}
     if need_estate:
         # ---- upstream estate: REPOS repos × MAX_TAGS tags (W1/W2 use t0..t3)
@@ -724,6 +724,77 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
                      "summary": {"ems": summarize(runs)}, "create_seconds": created,
                      "busy_before": busy0, "busy_after": loadavg()})
 
+    # ---- W1 with a tag rule on every repository: what a rule adds to a no-op (ours only; skopeo's
+    # images-by-semver is another model). Upstream, every repository gets 1.0.0-1.0.3 as aliases of
+    # t0-t3 (so t4.. stay, as tags that are not versions). Two estates side by side in moto, the
+    # same 50 × 4 images: mirror/app-NNN with upstream-tags t0/t1/t2/t3 (W1 itself) and
+    # rule/app-NNN with only upstream-tag-rule "semver=1.x newest=4", timed with --prefix mirror
+    # and --prefix rule in alternating order. The difference is the rule's cost: one tag list per
+    # upstream repository (one page here), read while discovery goes on.
+    if "w1rule" in WORKLOADS:
+        rule = "semver=1.x newest=4"
+        def alias(i):
+            c = Pusher(up.port)
+            g = http.client.HTTPConnection("127.0.0.1", up.port, timeout=60)
+            repo = repo_name(i)
+            for t in range(4):
+                g.request("GET", f"/v2/{repo}/manifests/t{t}", headers={"Accept": OCI_I})
+                r = g.getresponse()
+                body = r.read()
+                assert r.status == 200, (r.status, repo)
+                c.manifest(repo, f"1.0.{t}", body, OCI_I)
+            g.close()
+        with cf.ThreadPoolExecutor(8) as ex:
+            list(ex.map(alias, range(REPOS)))
+        set_moto_tags(4)
+        script = r'''
+import sys, boto3, concurrent.futures as cf
+up, n, rule = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ecr = boto3.client("ecr")
+def one(i):
+    ecr.create_repository(repositoryName=f"rule/app-{i:03d}", tags=[
+        {"Key": "upstream-image", "Value": f"127.0.0.1:{up}/up/app-{i:03d}"},
+        {"Key": "upstream-tag-rule", "Value": rule}])
+with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
+'''
+        moto_env = dict(base_env, **aws, AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto_port}")
+        subprocess.run([VENV_PY, "-c", script, str(up.port), str(REPOS), rule], env=moto_env,
+                       check=True)
+        explicit_cmd = [BIN, "sync", "--output", "json", "--prefix", "mirror"]
+        rule_cmd = [BIN, "sync", "--output", "json", "--prefix", "rule"]
+        for label, cmd in (("explicit", explicit_cmd), ("rule", rule_cmd)):
+            r = timed(f"prime {label}", cmd, env, (), ems_summary)
+            log(f"primed W1 {label} in {r['wall_s']:.1f} s ({r['ems_summary']})")
+        busy0 = loadavg()
+        runs = []
+        for i in range(1, RUNS + 1):
+            order = [("explicit", explicit_cmd), ("rule", rule_cmd)]
+            if i % 2 == 0:
+                order.reverse()
+            for label, cmd in order:
+                r = timed(f"W1rule {label}", cmd, env, (up, ecr), ems_summary)
+                s_ = r.get("ems_summary") or {}
+                if s_.get("skipped") != REPOS * 4 or s_.get("copied"):
+                    log(f"W1rule {label}: not a no-op of {REPOS * 4} tags: {s_}")
+                    raise SystemExit(1)
+                r.update(tool=label, run=i)
+                runs.append(r)
+                log(f"W1rule {label:8s} run {i}: {r['wall_s']*1000:8.0f} ms  "
+                    f"up {r['requests']['upstream']['total']} req, ecr {r['requests']['ecr']['total']} req")
+        summ = {t: summarize([r for r in runs if r["tool"] == t]) for t in ("explicit", "rule")}
+        write("w1rule", {"workload": "W1 no-op with a tag rule on every repository", "runs": runs,
+                         "summary": summ, "rule": rule,
+                         "added_ms": (summ["rule"]["wall_median_s"] - summ["explicit"]["wall_median_s"]) * 1000,
+                         "estate": {"repos": REPOS, "tags": REPOS * 4},
+                         "busy_before": busy0, "busy_after": loadavg()})
+        script = r'''
+import sys, boto3
+ecr = boto3.client("ecr")
+for i in range(int(sys.argv[1])):
+    ecr.delete_repository(repositoryName=f"rule/app-{i:03d}", force=True)
+'''
+        subprocess.run([VENV_PY, "-c", script, str(REPOS)], env=moto_env, check=True)
+
     # ---- environment
     def ver(cmd):
         try:
@@ -745,7 +816,7 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
               "binary": BIN, "runs": RUNS, "generation": gen, "workloads": WORKLOADS}
     if WORKLOADS == ["w1profile"]:
         return
-    if os.path.exists(os.path.join(OUT, "env.json")) and set(WORKLOADS) != {"w1", "w2", "w4", "w5"}:
+    if os.path.exists(os.path.join(OUT, "env.json")) and set(WORKLOADS) != {"w1", "w2", "w4", "w5", "w1rule"}:
         old = json.load(open(os.path.join(OUT, "env.json")))
         old.update({k: v for k, v in envdoc.items() if k != "workloads"})
         old["workloads"] = sorted(set(old.get("workloads", [])) | set(WORKLOADS))

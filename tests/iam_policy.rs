@@ -88,11 +88,14 @@ const ACCOUNT_LEVEL: &[&str] = &["ecr:GetAuthorizationToken", "ecr:GetAccountSet
 
 /// What the registry (OCI distribution) API needs on ECR, which the code reaches over HTTP and not through the SDK,
 /// so the scanner cannot see it: pull (HEAD/GET manifests and blobs, which ECR authorizes as these actions) and push
-/// (blob uploads and manifest PUTs), and `DescribeImages` for the image details the report shows.
+/// (blob uploads and manifest PUTs), `DescribeImages` for the image details the report shows, and `ListImages`,
+/// which authorizes the registry API's `GET /v2/<name>/tags/list` (`list --check` lists a tag-rule repository's
+/// ECR tags to report those the rule no longer selects).
 const REGISTRY_DATA_PLANE: &[&str] = &[
     "ecr:BatchCheckLayerAvailability",
     "ecr:GetDownloadUrlForLayer",
     "ecr:BatchGetImage",
+    "ecr:ListImages",
     "ecr:InitiateLayerUpload",
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",

@@ -281,6 +281,14 @@ pub struct DiscoverArgs {
         env = "ECR_MIRROR_SYNC_PLATFORMS_KEY"
     )]
     pub platforms_key: String,
+    /// The resource-tag key holding an optional tag rule, e.g. `semver=1.x newest=3`
+    /// (docs/ecr-tags.md).
+    #[arg(
+        long,
+        default_value = "upstream-tag-rule",
+        env = "ECR_MIRROR_SYNC_TAG_RULE_KEY"
+    )]
+    pub tag_rule_key: String,
     /// Only this shard of the repositories: I/N (default: $JOB_COMPLETION_INDEX of
     /// $ECR_MIRROR_SYNC_SHARD_COUNT, for Indexed Jobs).
     #[arg(long, value_name = "I/N", env = "ECR_MIRROR_SYNC_SHARD")]
@@ -469,6 +477,13 @@ pub struct ImportArgs {
     /// The resource-tag key written with the `/`-separated upstream tags.
     #[arg(long, default_value = "upstream-tags", env = "ECR_MIRROR_SYNC_TAG_KEY")]
     pub tag_key: String,
+    /// The resource-tag key written with an entry's tag rule (`rule:` in images.yaml).
+    #[arg(
+        long,
+        default_value = "upstream-tag-rule",
+        env = "ECR_MIRROR_SYNC_TAG_RULE_KEY"
+    )]
+    pub tag_rule_key: String,
     /// Overwrite an existing, different upstream-image tag (tags are still merged).
     #[arg(long, env = "ECR_MIRROR_SYNC_FORCE")]
     pub force: bool,

@@ -273,13 +273,21 @@ pub fn estate(
             )));
         }
     }
+    let keys = TagKeys {
+        image: d.image_key.clone(),
+        tags: d.tag_key.clone(),
+        platforms: d.platforms_key.clone(),
+        rule: d.tag_rule_key.clone(),
+    };
+    tag_keys_distinct(&[
+        ("--image-key", &keys.image),
+        ("--tag-key", &keys.tags),
+        ("--platforms-key", &keys.platforms),
+        ("--tag-rule-key", &keys.rule),
+    ])?;
     let ecr = ecr_dest(e.dest_tls_verify, &e.aws, &e.net)?;
     let opts = EstateOptions {
-        keys: TagKeys {
-            image: d.image_key.clone(),
-            tags: d.tag_key.clone(),
-            platforms: d.platforms_key.clone(),
-        },
+        keys,
         prefix: d.prefix.clone(),
         shard: shard_of(d.shard.as_deref())?,
         default_platforms,
@@ -288,6 +296,21 @@ pub fn estate(
         ecr_access: ecr.access,
     };
     Ok((opts, src_access(&e.src_access, &e.net)?))
+}
+
+/// The resource-tag key flags: none empty, no two the same (one key cannot mean two things).
+pub fn tag_keys_distinct(flags: &[(&str, &String)]) -> Result<()> {
+    for (i, (flag, key)) in flags.iter().enumerate() {
+        if key.trim().is_empty() {
+            return Err(Error::Usage(format!("{flag}: the key cannot be empty")));
+        }
+        if let Some((other, _)) = flags[..i].iter().find(|(_, k)| k == key) {
+            return Err(Error::Usage(format!(
+                "{other} and {flag} are both {key:?}; they must differ"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--shard I/N`, else `$JOB_COMPLETION_INDEX` of `$ECR_MIRROR_SYNC_SHARD_COUNT`.

@@ -205,6 +205,8 @@ pub struct SyncRun {
     pub retries: u64,
     /// The lowest `RateLimit-Remaining` any registry reported.
     pub rate_limit_remaining: Option<i64>,
+    /// What each tag rule selected and left out (repositories with a rule).
+    pub rules: Vec<crate::mirror::estate::RuleView>,
     /// Per registry of the run: its name, requests sent by method, and its last
     /// `RateLimit-Remaining` (when it sends one).
     pub registries: Vec<RegistryStats>,
@@ -242,6 +244,7 @@ pub async fn sync(
         retries: 0,
         rate_limit_remaining: None,
         registries: vec![],
+        rules: found.rules,
     };
     if opts.dry_run {
         return Ok(run);

@@ -1,5 +1,6 @@
 //! What to mirror: the pure model the pipeline works on.
 
+use crate::mirror::tag_rule::TagRule;
 use crate::oci::{ImageRef, PlatformFilter};
 
 /// One ECR repository marked for mirroring: where its images come from and which tags.
@@ -9,8 +10,11 @@ pub struct MirrorSpec {
     pub repository: String,
     /// The normalised upstream repository.
     pub upstream: ImageRef,
-    /// The tags to mirror, in the order given, without duplicates.
+    /// The explicit tags to mirror (`upstream-tags`), in the order given, without duplicates.
+    /// Empty when the repository has only a rule.
     pub tags: Vec<String>,
+    /// The `upstream-tag-rule`, if any: more tags, chosen from upstream's tag list.
+    pub rule: Option<TagRule>,
     /// Which platforms to copy.
     pub platforms: PlatformFilter,
 }

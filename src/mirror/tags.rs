@@ -10,13 +10,15 @@
 //! * `upstream-image`: the upstream repository without a tag, Docker-normalised
 //!   (`nginx` → `docker.io/library/nginx`);
 //! * `upstream-tags`: tags separated by `/`, each trimmed; duplicates are dropped;
-//! * `upstream-platforms` (optional): space-separated `os/arch[/variant]`; absent means all.
+//! * `upstream-platforms` (optional): space-separated `os/arch[/variant]`; absent means all;
+//! * `upstream-tag-rule` (optional): a [`TagRule`], e.g. `semver=1.x newest=3`.
 //!
-//! A repository is *marked* when it has the image key or the tags key; one without the other is
-//! an error. Key names are configurable ([`TagKeys`]). Values must use only the characters AWS
+//! A repository is *marked* when it has the image key, the tags key or the rule key; it then
+//! needs the image key and at least one of the tags and rule keys, or it is an error. Key names are configurable ([`TagKeys`]). Values must use only the characters AWS
 //! accepts in tag values: moto accepts anything, real AWS does not, so we check ourselves.
 
 use crate::mirror::spec::MirrorSpec;
+use crate::mirror::tag_rule::{RuleError, TagRule};
 use crate::oci::{validate_tag, ImageRef, PlatformFilter, SpecError};
 
 use crate::ecr::EcrError;
@@ -27,7 +29,8 @@ pub const TAG_SCHEMA_VERSION: u32 = 1;
 /// The longest tag value AWS accepts, in characters.
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
-/// The tag key names (`--image-key`, `--tag-key`). Field docs give the defaults.
+/// The tag key names (`--image-key`, `--tag-key`, `--platforms-key`, `--tag-rule-key`). Field
+/// docs give the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagKeys {
     /// The key holding the upstream repository. Default `upstream-image`.
@@ -37,6 +40,8 @@ pub struct TagKeys {
     /// The key holding the optional space-separated platform list. Default
     /// `upstream-platforms`.
     pub platforms: String,
+    /// The key holding the optional tag rule. Default `upstream-tag-rule`.
+    pub rule: String,
 }
 
 impl Default for TagKeys {
@@ -45,13 +50,14 @@ impl Default for TagKeys {
             image: "upstream-image".into(),
             tags: "upstream-tags".into(),
             platforms: "upstream-platforms".into(),
+            rule: crate::mirror::tag_rule::DEFAULT_KEY.into(),
         }
     }
 }
 
 impl TagKeys {
-    fn all(&self) -> [&str; 3] {
-        [&self.image, &self.tags, &self.platforms]
+    fn all(&self) -> [&str; 4] {
+        [&self.image, &self.tags, &self.platforms, &self.rule]
     }
 }
 
@@ -78,6 +84,27 @@ pub enum TagError {
         present: String,
         /// The key that is missing.
         missing: String,
+    },
+    /// The image key is set, and neither the tags key nor the rule key.
+    #[error("repository {repository:?}: tag {image:?} is set but neither {tags:?} nor {rule:?}; set one of them (or both) to say which tags to mirror")]
+    NoTags {
+        /// The repository.
+        repository: String,
+        /// The image key.
+        image: String,
+        /// The tags key.
+        tags: String,
+        /// The rule key.
+        rule: String,
+    },
+    /// The tag rule cannot be used (it names the word at fault).
+    #[error("repository {repository:?}: {source}")]
+    Rule {
+        /// The repository.
+        repository: String,
+        /// What is wrong with the rule; it names the configured key.
+        #[source]
+        source: RuleError,
     },
     /// The same key appears more than once in the input.
     #[error("repository {repository:?}: tag {key:?} appears more than once")]
@@ -178,6 +205,8 @@ impl TagError {
     pub fn repository(&self) -> &str {
         match self {
             TagError::MissingKey { repository, .. }
+            | TagError::NoTags { repository, .. }
+            | TagError::Rule { repository, .. }
             | TagError::DuplicateKey { repository, .. }
             | TagError::EmptyValue { repository, .. }
             | TagError::BadCharacter { repository, .. }
@@ -211,14 +240,19 @@ pub fn spec_from_tags(repository: &str, tags: &[(String, String)], keys: &TagKey
 }
 
 /// The tags that describe `spec` in schema v1: the inverse of [`spec_from_tags`]. The
-/// platforms key is included only for a platform filter. Use it to write tags (`import`).
+/// platforms key is included only for a platform filter, the tags key only when there are
+/// explicit tags (or no rule), and the rule key only with a rule (in its canonical form). Use
+/// it to write tags (`import`).
 pub fn spec_to_tags(spec: &MirrorSpec, keys: &TagKeys) -> Vec<(String, String)> {
-    let mut out = vec![
-        (keys.image.clone(), spec.upstream.to_string()),
-        (keys.tags.clone(), spec.tags.join("/")),
-    ];
+    let mut out = vec![(keys.image.clone(), spec.upstream.to_string())];
+    if !spec.tags.is_empty() || spec.rule.is_none() {
+        out.push((keys.tags.clone(), spec.tags.join("/")));
+    }
     if let PlatformFilter::Only(_) = spec.platforms {
         out.push((keys.platforms.clone(), spec.platforms.to_string()));
+    }
+    if let Some(rule) = &spec.rule {
+        out.push((keys.rule.clone(), rule.to_string()));
     }
     out
 }
@@ -240,47 +274,77 @@ fn parse_marked(
             }),
         }
     };
-    let (image, list, platforms) =
-        match (find(&keys.image), find(&keys.tags), find(&keys.platforms)) {
-            (Ok(i), Ok(t), Ok(p)) => (i, t, p),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(Err(e)),
-        };
-    if image.is_none() && list.is_none() {
+    let found = [
+        find(&keys.image),
+        find(&keys.tags),
+        find(&keys.platforms),
+        find(&keys.rule),
+    ];
+    let [image, list, platforms, rule] = match found {
+        [Ok(i), Ok(t), Ok(p), Ok(r)] => [i, t, p, r],
+        [Err(e), ..] | [_, Err(e), ..] | [_, _, Err(e), _] | [.., Err(e)] => return Some(Err(e)),
+    };
+    if image.is_none() && list.is_none() && rule.is_none() {
         if platforms.is_some() {
             warnings.push(format!(
-                "repository {repository:?}: tag {:?} is set but the repository is not marked for mirroring (no {:?} or {:?}); it is ignored",
-                keys.platforms, keys.image, keys.tags
+                "repository {repository:?}: tag {:?} is set but the repository is not marked for mirroring (no {:?}, {:?} or {:?}); it is ignored",
+                keys.platforms, keys.image, keys.tags, keys.rule
             ));
         }
         return None;
     }
     Some(parse_spec(
-        repository, image, list, platforms, keys, warnings,
+        repository,
+        Given {
+            image,
+            list,
+            platforms,
+            rule,
+        },
+        keys,
+        warnings,
     ))
+}
+
+/// The values of the schema's keys on one repository.
+struct Given<'a> {
+    image: Option<&'a str>,
+    list: Option<&'a str>,
+    platforms: Option<&'a str>,
+    rule: Option<&'a str>,
 }
 
 fn parse_spec(
     repository: &str,
-    image: Option<&str>,
-    list: Option<&str>,
-    platforms: Option<&str>,
+    given: Given<'_>,
     keys: &TagKeys,
     warnings: &mut Vec<String>,
 ) -> Result<MirrorSpec, TagError> {
     let repo = || repository.to_string();
-    let (image, list) = match (image, list) {
-        (Some(i), Some(t)) => (i, t),
-        (Some(_), None) => {
-            return Err(TagError::MissingKey {
+    let Given {
+        image,
+        list,
+        platforms,
+        rule,
+    } = given;
+    let image = match (image, list, rule) {
+        (Some(i), Some(_), _) | (Some(i), _, Some(_)) => i,
+        (Some(_), None, None) => {
+            return Err(TagError::NoTags {
                 repository: repo(),
-                present: keys.image.clone(),
-                missing: keys.tags.clone(),
+                image: keys.image.clone(),
+                tags: keys.tags.clone(),
+                rule: keys.rule.clone(),
             })
         }
-        (None, _) => {
+        (None, l, _) => {
             return Err(TagError::MissingKey {
                 repository: repo(),
-                present: keys.tags.clone(),
+                present: if l.is_some() {
+                    keys.tags.clone()
+                } else {
+                    keys.rule.clone()
+                },
                 missing: keys.image.clone(),
             })
         }
@@ -288,8 +352,9 @@ fn parse_spec(
     // Character and length checks first, so the error names the key and the character.
     for (key, value) in [
         (&keys.image, Some(image)),
-        (&keys.tags, Some(list)),
+        (&keys.tags, list),
         (&keys.platforms, platforms),
+        (&keys.rule, rule),
     ] {
         let Some(value) = value else { continue };
         if let Some(character) = disallowed_tag_value_char(value) {
@@ -332,13 +397,59 @@ fn parse_spec(
         });
     }
 
-    if list.trim().is_empty() {
-        return Err(TagError::EmptyValue {
+    let rule = match rule {
+        None => None,
+        Some(r) => Some(TagRule::parse(r).map_err(|e| TagError::Rule {
             repository: repo(),
-            key: keys.tags.clone(),
-        });
-    }
+            source: e.with_key(keys.rule.clone()),
+        })?),
+    };
+
     let mut mirrored: Vec<String> = Vec::new();
+    if let Some(list) = list {
+        if list.trim().is_empty() {
+            return Err(TagError::EmptyValue {
+                repository: repo(),
+                key: keys.tags.clone(),
+            });
+        }
+        parse_list(repository, list, keys, warnings, &mut mirrored)?;
+    }
+
+    let platforms = match platforms {
+        None => PlatformFilter::All,
+        Some(p) if p.trim().is_empty() => {
+            warnings.push(format!(
+                "repository {repository:?}: tag {:?} is empty; all platforms are mirrored",
+                keys.platforms
+            ));
+            PlatformFilter::All
+        }
+        Some(p) => PlatformFilter::parse_list(p).map_err(|source| TagError::Platforms {
+            repository: repo(),
+            key: keys.platforms.clone(),
+            source,
+        })?,
+    };
+
+    Ok(MirrorSpec {
+        repository: repository.to_string(),
+        upstream,
+        tags: mirrored,
+        rule,
+        platforms,
+    })
+}
+
+/// The items of `upstream-tags`, checked, into `mirrored` (duplicates dropped, with a warning).
+fn parse_list(
+    repository: &str,
+    list: &str,
+    keys: &TagKeys,
+    warnings: &mut Vec<String>,
+    mirrored: &mut Vec<String>,
+) -> Result<(), TagError> {
+    let repo = || repository.to_string();
     for (i, item) in list.split('/').enumerate() {
         let tag = item.trim();
         if tag.is_empty() {
@@ -364,29 +475,7 @@ fn parse_spec(
             mirrored.push(tag.to_string());
         }
     }
-
-    let platforms = match platforms {
-        None => PlatformFilter::All,
-        Some(p) if p.trim().is_empty() => {
-            warnings.push(format!(
-                "repository {repository:?}: tag {:?} is empty; all platforms are mirrored",
-                keys.platforms
-            ));
-            PlatformFilter::All
-        }
-        Some(p) => PlatformFilter::parse_list(p).map_err(|source| TagError::Platforms {
-            repository: repo(),
-            key: keys.platforms.clone(),
-            source,
-        })?,
-    };
-
-    Ok(MirrorSpec {
-        repository: repository.to_string(),
-        upstream,
-        tags: mirrored,
-        platforms,
-    })
+    Ok(())
 }
 
 /// Warnings for keys that are almost, but not exactly, a configured key.
@@ -565,6 +654,67 @@ mod tests {
     }
 
     #[test]
+    fn rules_mark_and_round_trip() {
+        // A rule alone (with the image) marks a repository; its tags are the rule's.
+        let s = ok(&[
+            ("upstream-image", "ghcr.io/kedacore/keda"),
+            ("upstream-tag-rule", "newest=3  semver=v2.x"),
+        ]);
+        assert!(s.tags.is_empty());
+        let rule = s.rule.clone().expect("a rule");
+        assert_eq!(rule.to_string(), "semver=2.x newest=3");
+        let back = spec_to_tags(&s, &TagKeys::default());
+        assert_eq!(
+            back,
+            [
+                (
+                    "upstream-image".to_string(),
+                    "ghcr.io/kedacore/keda".to_string()
+                ),
+                (
+                    "upstream-tag-rule".to_string(),
+                    "semver=2.x newest=3".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            spec_from_tags("mirror/x", &back, &TagKeys::default()).spec,
+            Some(Ok(s))
+        );
+        // Both: the explicit tags stay, the rule is kept next to them.
+        let s = ok(&[
+            ("upstream-image", "nginx"),
+            ("upstream-tags", "stable"),
+            ("upstream-tag-rule", "newest=1"),
+        ]);
+        assert_eq!(s.tags, ["stable"]);
+        assert!(s.rule.is_some());
+        // The configured key is the one read, and named in errors.
+        let keys = TagKeys {
+            rule: "pick".into(),
+            ..TagKeys::default()
+        };
+        let p = spec_from_tags(
+            "r",
+            &tags(&[("upstream-image", "nginx"), ("pick", "newest=0")]),
+            &keys,
+        );
+        let e = p.spec.expect("marked").expect_err("bad rule").to_string();
+        assert!(
+            e.starts_with("repository \"r\": pick word \"newest=0\""),
+            "{e}"
+        );
+        // A near miss of the rule key warns.
+        let p = parse(&[
+            ("upstream-image", "nginx"),
+            ("upstream-tags", "1"),
+            ("upstream-tag-rules", "newest=1"),
+        ]);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("upstream-tag-rule"));
+    }
+
+    #[test]
     fn unmarked_repositories() {
         assert_eq!(parse(&[]).spec, None);
         assert_eq!(parse(&[("team", "x")]).spec, None);
@@ -587,8 +737,51 @@ mod tests {
             (
                 "image without tags",
                 &[("upstream-image", "nginx")],
+                |e| matches!(e, TagError::NoTags { .. }),
+                &[
+                    "upstream-image",
+                    "upstream-tags",
+                    "upstream-tag-rule",
+                    "neither",
+                ],
+            ),
+            (
+                "rule without image",
+                &[("upstream-tag-rule", "newest=3")],
                 |e| matches!(e, TagError::MissingKey { .. }),
-                &["upstream-image", "upstream-tags", "missing"],
+                &["upstream-tag-rule", "upstream-image", "missing"],
+            ),
+            (
+                "bad rule word, named",
+                &[
+                    ("upstream-image", "nginx"),
+                    ("upstream-tag-rule", "semver=1.x newst=3"),
+                ],
+                |e| matches!(e, TagError::Rule { .. }),
+                &[
+                    "mirror/x",
+                    "upstream-tag-rule word \"newst=3\"",
+                    "did you mean",
+                ],
+            ),
+            (
+                "empty rule",
+                &[
+                    ("upstream-image", "nginx"),
+                    ("upstream-tags", "1"),
+                    ("upstream-tag-rule", " "),
+                ],
+                |e| matches!(e, TagError::Rule { .. }),
+                &["upstream-tag-rule"],
+            ),
+            (
+                "rule outside the AWS charset",
+                &[
+                    ("upstream-image", "nginx"),
+                    ("upstream-tag-rule", "semver=1.* newest=2"),
+                ],
+                |e| matches!(e, TagError::BadCharacter { character: '*', .. }),
+                &["upstream-tag-rule", "'*'"],
             ),
             (
                 "tags without image",
@@ -760,6 +953,7 @@ mod tests {
             image: "mirror.src".into(),
             tags: "mirror.tags".into(),
             platforms: "mirror.arch".into(),
+            rule: "mirror.rule".into(),
         };
         let input = tags(&[
             ("mirror.src", "nginx"),

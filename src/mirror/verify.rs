@@ -166,7 +166,7 @@ pub async fn verify_estate(
 ) -> crate::mirror::Result<Option<VerifyRun>> {
     use crate::mirror::estate;
     use futures::StreamExt;
-    let mut found = estate::load(opts).await?;
+    let mut found = estate::load_resolving(opts, sources).await?;
     if let Some(only) = only {
         found.items.retain(|i| i.repository == only);
         found.repo_errors.retain(|(r, _)| r == only);

@@ -227,6 +227,10 @@ impl Registry {
             .or_default()
             .clone();
         cell.get_or_init(|| async {
+            // A complete listing already read this run (for a tag rule) answers as well.
+            if let Some(all) = self.cached_all_tags(repo) {
+                return Some(Arc::new(all.iter().cloned().collect()));
+            }
             match self.list_tags_once(repo).await {
                 Ok(tags) => tags,
                 Err(e) => {

@@ -3,7 +3,8 @@
 //! * [`transport`]: how requests reach one registry: credentials, bearer tokens, TLS, one retry
 //!   budget per request, the per-registry bound on requests in flight.
 //! * [`Registry`] (`client`): the distribution verbs (HEAD/GET/PUT manifests, blobs, uploads,
-//!   mounts, tag lists) over the transport.
+//!   mounts, tag lists) over the transport; [`tag_list`]: a repository's complete, paginated
+//!   tag list.
 //! * [`manifest`]: media types, strict parsing, limits, the platform-filtered index.
 //! * [`reference`] and [`platform`]: the reference grammar and platform filters (pure).
 //! * [`copy`]: one bottom-up writer (blobs, children, index, tag last) over an [`copy::ImageSource`]:
@@ -16,6 +17,7 @@ mod error;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
+pub mod tag_list;
 pub mod transport;
 
 pub use client::{ByteStream, ManifestHead, Mount, MONOLITHIC_MAX};

@@ -933,3 +933,135 @@ async fn copy_into_a_missing_ecr_repository_names_create_missing() {
     );
     assert!(repository_names(&moto).await.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. Tag rules: `rule:` in images.yaml, rule words in source-images.list
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_writes_tag_rules_and_sync_follows_them() {
+    let moto = Moto::start();
+    let up = Registry::start();
+    let ecr = Registry::start_htpasswd(MOTO_ECR_USER, MOTO_ECR_PASSWORD);
+    let img = random_image(7101, &[800], "linux/amd64", Format::Oci);
+    for tag in ["1.0.0", "1.1.0", "1.2.0", "2.0.0", "latest"] {
+        push_image(&up.url(), "library/app", tag, &img, None, None).await;
+    }
+    push_image(&up.url(), "team/tool", "0.9.1", &img, None, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = &up.host;
+    // A rule alone (no tag in the source), and a rule next to an explicit tag; a bad rule is
+    // an error for its entry only.
+    let yaml = write(
+        dir.path(),
+        "images.yaml",
+        &format!(
+            "images:\n\
+             - {{source: '{h}/library/app', rule: 'newest=2  semver=v1.x'}}\n\
+             - {{source: '{h}/library/app:latest', dest: 'apps/app-latest', rule: 'newest=1'}}\n\
+             - {{source: '{h}/library/bad', rule: 'newst=2'}}\n"
+        ),
+    );
+    let env = data_plane_env(&moto, &ecr);
+    let run = Run::new(
+        &["import", yaml.to_str().unwrap(), "--output", "json"],
+        &env,
+    )
+    .await;
+    run.assert_code(1);
+    let errors = run.entry_errors();
+    assert_eq!(errors.len(), 1, "{}", run.ctx());
+    assert!(
+        errors[0].2.contains("upstream-tag-rule word \"newst=2\""),
+        "{errors:?}"
+    );
+    let app = observe(&moto, "mirror/library/app").await.expect("created");
+    let mut want = pairs(&[
+        ("upstream-image", &format!("{h}/library/app")),
+        ("upstream-tag-rule", "semver=1.x newest=2"),
+    ]);
+    want.sort();
+    assert_eq!(app.tags, want, "canonical form, no upstream-tags key");
+    let latest = observe(&moto, "apps/app-latest").await.expect("created");
+    let mut want = pairs(&[
+        ("upstream-image", &format!("{h}/library/app")),
+        ("upstream-tags", "latest"),
+        ("upstream-tag-rule", "newest=1"),
+    ]);
+    want.sort();
+    assert_eq!(latest.tags, want);
+
+    // The same rule again, in another spelling: nothing changes. Another rule: an error,
+    // unless --force.
+    let list = write(
+        dir.path(),
+        "source-images.list",
+        &format!("{h}/library/app semver=1.x newest=2\n"),
+    );
+    let again = Run::new(
+        &["import", list.to_str().unwrap(), "--output", "json"],
+        &env,
+    )
+    .await;
+    again.assert_code(0);
+    assert_eq!(again.record("mirror/library/app")["action"], "unchanged");
+    let other = write(
+        dir.path(),
+        "other.list",
+        &format!("{h}/library/app newest=3\n{h}/team/tool:0.9.1 min=0.9.0\n"),
+    );
+    let run = Run::new(
+        &["import", other.to_str().unwrap(), "--output", "json"],
+        &env,
+    )
+    .await;
+    run.assert_code(1);
+    let r = run.record("mirror/library/app");
+    assert_eq!(r["action"], "error", "{}", run.ctx());
+    assert!(r["error"].as_str().unwrap().contains("--force"), "{r}");
+    assert_eq!(run.record("mirror/team/tool")["action"], "create");
+    let tool = observe(&moto, "mirror/team/tool").await.expect("created");
+    assert!(
+        tool.tags
+            .contains(&("upstream-tag-rule".to_string(), "min=0.9.0".to_string())),
+        "{:?}",
+        tool.tags
+    );
+    let forced = Run::new(
+        &[
+            "import",
+            other.to_str().unwrap(),
+            "--force",
+            "--output",
+            "json",
+        ],
+        &env,
+    )
+    .await;
+    forced.assert_code(0);
+    assert_eq!(forced.record("mirror/library/app")["action"], "update");
+
+    // sync mirrors what the rules select (the forced newest=3: 2.0.0, 1.2.0, 1.1.0).
+    let sync = Run::new(&["sync", "--insecure-policy", "--output", "json"], &env).await;
+    sync.assert_code(0);
+    for (repo, tag) in [
+        ("mirror/library/app", "2.0.0"),
+        ("mirror/library/app", "1.2.0"),
+        ("mirror/library/app", "1.1.0"),
+        ("apps/app-latest", "latest"),
+        ("apps/app-latest", "2.0.0"),
+        ("mirror/team/tool", "0.9.1"),
+    ] {
+        assert_eq!(
+            head_manifest(&ecr.url(), repo, tag, ecr.auth(), None).await,
+            Some(img.digest.clone()),
+            "{repo}:{tag}\n{}",
+            sync.ctx()
+        );
+    }
+    assert_eq!(
+        head_manifest(&ecr.url(), "mirror/library/app", "1.0.0", ecr.auth(), None).await,
+        None
+    );
+    assert_eq!(sync.summary()["copied"].as_u64(), Some(6), "{}", sync.ctx());
+}

@@ -1996,3 +1996,10 @@ async fn sync_writes_a_metrics_file_and_pushes_to_a_real_pushgateway() {
         again.ctx()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Tag rules (`upstream-tag-rule`), with this module's harness
+// ---------------------------------------------------------------------------------------------
+
+#[path = "sync_tag_rule.rs"]
+mod tag_rule;

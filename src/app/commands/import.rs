@@ -15,20 +15,15 @@ use crate::app::Context;
 /// Runs `import`; returns the exit code.
 pub async fn run(ctx: &Context, a: &ImportArgs) -> Result<u8> {
     let settings = crate::app::settings::repo_settings(&a.settings)?;
-    for (flag, key) in [("--image-key", &a.image_key), ("--tag-key", &a.tag_key)] {
-        if key.trim().is_empty() {
-            return Err(Error::Usage(format!("{flag}: the key cannot be empty")));
-        }
-    }
-    if a.image_key == a.tag_key {
-        return Err(Error::Usage(format!(
-            "--image-key and --tag-key are both {:?}; they must differ",
-            a.image_key
-        )));
-    }
+    crate::app::settings::tag_keys_distinct(&[
+        ("--image-key", &a.image_key),
+        ("--tag-key", &a.tag_key),
+        ("--tag-rule-key", &a.tag_rule_key),
+    ])?;
     let keys = TagKeys {
         image: a.image_key.clone(),
         tags: a.tag_key.clone(),
+        rule: a.tag_rule_key.clone(),
         ..TagKeys::default()
     };
     let naming = Naming::new(a.scoped, &a.prefix).map_err(Error::Usage)?;

@@ -21,13 +21,19 @@ pub async fn run(ctx: &Context, a: &ListArgs) -> Result<u8> {
         sources: &sources,
         policy: &accept,
     });
-    let (estate, observation) = estate::load_observing(&opts, observe).await?;
+    let (mut estate, observation) = estate::load_observing(&opts, observe).await?;
     if !a.check {
         report::list::repositories(ctx.output, a.render_table, &estate.repositories);
         return Ok(u8::from(!estate.repo_errors.is_empty()));
     }
+    // ECR tags that a rule no longer selects: reported, never deleted.
+    if let Some((dest, _)) = &observation {
+        estate::find_unselected(&mut estate, dest).await;
+    }
     let actions = estate::plan_of(&estate, &observation);
+    report::rules::rules(ctx.output, &estate.rules);
     report::list::status(ctx.output, &actions);
+    report::list::unselected(ctx.output, &estate.rules);
     let c = plan::counts(&actions);
     Ok(u8::from(c.error + c.blocked + c.deferred > 0))
 }

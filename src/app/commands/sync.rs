@@ -57,6 +57,7 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
         }
     };
     if a.dry_run {
+        report::rules::rules(ctx.output, &run.rules);
         report::dry_run(ctx.output, &run.actions);
         let c = plan::counts(&run.actions);
         return Ok(u8::from(c.error + c.blocked + c.deferred > 0));

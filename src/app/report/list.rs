@@ -1,6 +1,6 @@
 //! `list`: the marked repositories, and with `--check` each tag's status.
 
-use ecr_mirror_sync::mirror::estate::RepoView;
+use ecr_mirror_sync::mirror::estate::{RepoView, RuleView};
 use ecr_mirror_sync::mirror::plan::{self, Action};
 
 use super::{action_json, emit, table};
@@ -15,17 +15,25 @@ pub fn repositories(output: OutputFormat, render_table: bool, repositories: &[Re
             for r in repositories {
                 emit(
                     "repository",
-                    serde_json::json!({"repository": r.name, "upstream": r.upstream, "tags": r.tags, "platforms": r.platforms, "error": r.error}),
+                    serde_json::json!({"repository": r.name, "upstream": r.upstream, "tags": r.tags, "rule": r.rule, "platforms": r.platforms, "error": r.error}),
                 );
             }
         }
         OutputFormat::Text if a_render_table => {
-            let mut t = table(&["REPOSITORY", "UPSTREAM", "TAGS", "PLATFORMS", "ERROR"]);
+            let mut t = table(&[
+                "REPOSITORY",
+                "UPSTREAM",
+                "TAGS",
+                "RULE",
+                "PLATFORMS",
+                "ERROR",
+            ]);
             for r in repositories {
                 t.add_row(vec![
                     r.name.clone(),
                     r.upstream.clone(),
                     r.tags.join(" "),
+                    r.rule.clone().unwrap_or_else(|| "-".into()),
                     r.platforms.clone(),
                     r.error.clone().unwrap_or_default(),
                 ]);
@@ -36,11 +44,15 @@ pub fn repositories(output: OutputFormat, render_table: bool, repositories: &[Re
             for r in repositories {
                 match &r.error {
                     None => println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}{}",
                         r.name,
                         r.upstream,
                         r.tags.join("/"),
-                        r.platforms
+                        r.platforms,
+                        r.rule
+                            .as_ref()
+                            .map(|rule| format!("\trule: {rule}"))
+                            .unwrap_or_default()
                     ),
                     Some(e) => println!("{}\terror: {e}", r.name),
                 }
@@ -88,6 +100,32 @@ pub fn status(output: OutputFormat, actions: &[Action]) {
                 ]);
             }
             println!("{t}");
+        }
+    }
+}
+
+/// Renders the ECR tags that a rule no longer selects (`list --check`) in JSON Lines: one
+/// `tag` record each with `"status": "unselected"` (they stay in ECR). The text output shows
+/// them in the rules table ([`super::rules::rules_table`]).
+pub fn unselected(output: OutputFormat, rules: &[RuleView]) {
+    if output != OutputFormat::Json {
+        return;
+    }
+    for r in rules {
+        let Some(Ok(tags)) = &r.unselected else {
+            continue;
+        };
+        for tag in tags {
+            emit(
+                "tag",
+                serde_json::json!({
+                    "repository": r.repository,
+                    "tag": tag,
+                    "source": null,
+                    "status": "unselected",
+                    "rule": r.rule,
+                }),
+            );
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Rendering results: comfy-table tables for people, JSON Lines for machines.
 //!
 //! JSON Lines schema (documented in docs/output.md): every line is
-//! `{"type": <kind>, "data": {...}}` with kind `repository`, `tag`, `plan`, `item`, `copy`,
-//! `summary` or `error`. Digests are always full `sha256:<hex>`.
+//! `{"type": <kind>, "data": {...}}` with kind `repository`, `tag`, `rule`, `plan`, `item`,
+//! `copy`, `summary` or `error`. Digests are always full `sha256:<hex>`.
 
 pub mod files;
 pub mod list;
 pub mod metrics;
 pub mod progress;
+pub mod rules;
 pub mod verify;
 
 use crate::app::cli::OutputFormat;

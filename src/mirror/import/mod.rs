@@ -23,6 +23,7 @@ use futures::stream::{self, StreamExt as _};
 use serde_json::{json, Value};
 
 use crate::ecr::{EcrApi, EcrError, RepoSettings, Repository};
+use crate::mirror::tag_rule::TagRule;
 use crate::mirror::tags::{disallowed_tag_value_char, MAX_TAG_VALUE_CHARS};
 use crate::mirror::tags::{spec_from_tags, TagKeys};
 use crate::oci::{validate_tag, ImageRef, TaggedRef};
@@ -46,19 +47,26 @@ pub struct Desired {
     pub repository: String,
     /// The upstream repository.
     pub upstream: ImageRef,
-    /// The tags, sorted and de-duplicated.
+    /// The tags, sorted and de-duplicated (empty when a rule alone says which).
     pub tags: Vec<String>,
+    /// The tag rule, if any.
+    pub rule: Option<TagRule>,
     /// The entries that asked for it.
     pub locations: Vec<Location>,
 }
 
 impl Desired {
-    /// The resource tags describing it (schema v1, no platforms).
+    /// The resource tags describing it (schema v1, no platforms): the tags key when there are
+    /// tags, the rule key (canonical form) when there is a rule.
     pub fn resource_tags(&self, keys: &TagKeys) -> Vec<(String, String)> {
-        vec![
-            (keys.image.clone(), self.upstream.to_string()),
-            (keys.tags.clone(), self.tags.join("/")),
-        ]
+        let mut out = vec![(keys.image.clone(), self.upstream.to_string())];
+        if !self.tags.is_empty() {
+            out.push((keys.tags.clone(), self.tags.join("/")));
+        }
+        if let Some(rule) = &self.rule {
+            out.push((keys.rule.clone(), rule.to_string()));
+        }
+        out
     }
 }
 
@@ -99,6 +107,7 @@ pub fn plan(parsed: &Parsed, naming: &Naming, keys: &TagKeys) -> Plan {
     struct Group {
         upstreams: BTreeMap<ImageRef, Vec<Location>>,
         tags: BTreeSet<String>,
+        rules: BTreeMap<String, (TagRule, Vec<Location>)>,
         locations: Vec<Location>,
     }
     let mut out = Plan {
@@ -114,7 +123,16 @@ pub fn plan(parsed: &Parsed, naming: &Naming, keys: &TagKeys) -> Plan {
                     .entry(e.source.image.clone())
                     .or_default()
                     .push(e.location);
-                g.tags.insert(e.tag().to_string());
+                if let Some(tag) = e.explicit_tag() {
+                    g.tags.insert(tag.to_string());
+                }
+                if let Some(rule) = &e.rule {
+                    g.rules
+                        .entry(rule.to_string())
+                        .or_insert_with(|| (rule.clone(), vec![]))
+                        .1
+                        .push(e.location);
+                }
                 g.locations.push(e.location);
             }
             Err(message) => out.entry_errors.push(EntryError {
@@ -141,11 +159,28 @@ pub fn plan(parsed: &Parsed, naming: &Naming, keys: &TagKeys) -> Plan {
             });
             continue;
         }
+        if g.rules.len() > 1 {
+            let which: Vec<String> = g
+                .rules
+                .iter()
+                .map(|(r, (_, locs))| format!("{r:?} ({})", locations_text(locs)))
+                .collect();
+            out.problems.push(RepoProblem {
+                message: format!(
+                    "repository {repository:?}: different tag rules for it: {}; a repository has one rule",
+                    which.join(" and ")
+                ),
+                repository,
+                locations: g.locations,
+            });
+            continue;
+        }
         let upstream = g.upstreams.into_keys().next().expect("one upstream");
         let desired = Desired {
             repository,
             upstream,
             tags: g.tags.into_iter().collect(),
+            rule: g.rules.into_values().next().map(|(r, _)| r),
             locations: g.locations,
         };
         match check_values(&desired.repository, &desired.resource_tags(keys)) {
@@ -183,14 +218,14 @@ fn check_values(repository: &str, tags: &[(String, String)]) -> Result<(), Strin
 pub struct Merged {
     /// The tags to write with `TagResource` (only the keys that change); empty = unchanged.
     pub write: Vec<(String, String)>,
-    /// The image and tags keys after the write.
+    /// The image, tags and rule keys after the write.
     pub after: BTreeMap<String, String>,
 }
 
-/// The image and tags keys of `tags`, as a map (absent keys are absent).
+/// The image, tags and rule keys of `tags`, as a map (absent keys are absent).
 pub fn our_tags(tags: &[(String, String)], keys: &TagKeys) -> BTreeMap<String, String> {
     tags.iter()
-        .filter(|(k, _)| *k == keys.image || *k == keys.tags)
+        .filter(|(k, _)| *k == keys.image || *k == keys.tags || *k == keys.rule)
         .cloned()
         .collect()
 }
@@ -202,6 +237,9 @@ pub fn our_tags(tags: &[(String, String)], keys: &TagKeys) -> BTreeMap<String, S
 ///   it. A missing one is set.
 /// * `upstream-tags` becomes the union: the existing tags in their order, then the new ones.
 ///   Tags are never removed. An unchanged list is not rewritten (even if spaced differently).
+///   A repository with neither tags nor tags wanted (a rule alone) gets no tags key.
+/// * `upstream-tag-rule`: set when missing; an existing rule that selects differently (compared
+///   in canonical form, so word order and spacing do not matter) is an error unless `force`.
 pub fn merge_tags(
     repository: &str,
     existing: &[(String, String)],
@@ -242,8 +280,27 @@ pub fn merge_tags(
             list.push(t.clone());
         }
     }
-    if !before.contains_key(&keys.tags) || list.len() != existing_count {
+    if (!before.contains_key(&keys.tags) && !list.is_empty()) || list.len() != existing_count {
         write.push((keys.tags.clone(), list.join("/")));
+    }
+    if let Some(want) = &desired.rule {
+        let want_text = want.to_string();
+        match before.get(&keys.rule) {
+            None => write.push((keys.rule.clone(), want_text)),
+            Some(v) => {
+                let same = TagRule::parse(v).is_ok_and(|r| r == *want);
+                if !same {
+                    if !force {
+                        return Err(format!(
+                            "repository {repository:?}: tag {:?} is {v:?}, but the file ({}) gives the rule {want_text:?}; not changed (pass --force to overwrite it)",
+                            keys.rule,
+                            locations_text(&desired.locations)
+                        ));
+                    }
+                    write.push((keys.rule.clone(), want_text));
+                }
+            }
+        }
     }
     check_values(repository, &write)?;
     let mut after = before;
@@ -556,6 +613,83 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(detect_format(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn tag_rules_in_both_formats() {
+        let p = list(
+            "ghcr.io/kedacore/keda semver=2.x   newest=3 # the three newest 2.x\n\
+             nginx:stable newest=1\n\
+             nginx semver=1.x junk\n\
+             redis newst=2\n\
+             redis\n",
+        );
+        let got: Vec<(String, Option<String>, Option<&str>)> = p
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.source.to_string(),
+                    e.rule.as_ref().map(ToString::to_string),
+                    e.explicit_tag(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "ghcr.io/kedacore/keda".to_string(),
+                    Some("semver=2.x newest=3".to_string()),
+                    None
+                ),
+                (
+                    "docker.io/library/nginx:stable".to_string(),
+                    Some("newest=1".to_string()),
+                    Some("stable")
+                ),
+            ]
+        );
+        let errors: Vec<String> = p.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("line 3") && errors[0].contains("tag-rule words"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("line 4") && errors[1].contains("\"newst=2\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("line 5") && errors[2].contains("no tag"),
+            "{errors:?}"
+        );
+
+        let y = parse(
+            "images:\n- {source: nginx, rule: 'newest=2'}\n- {source: nginx, rule: 3}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(y.entries.len(), 1);
+        assert_eq!(y.entries[0].rule.as_ref().unwrap().to_string(), "newest=2");
+        assert!(y.errors[0].message.contains("`rule` must be a string"));
+
+        // One repository, one rule: two different ones conflict; the same one (in any
+        // spelling) is fine, and the tags key is written only with explicit tags.
+        let same = list("nginx newest=2 semver=1.x\nnginx semver=1.x newest=2\n");
+        let plan1 = plan(&same, &naming(false, "m"), &keys());
+        assert!(plan1.problems.is_empty(), "{:?}", plan1.problems);
+        assert_eq!(
+            plan1.repositories[0].resource_tags(&keys()),
+            kv(&[
+                ("upstream-image", "docker.io/library/nginx"),
+                ("upstream-tag-rule", "semver=1.x newest=2")
+            ])
+        );
+        let differ = list("nginx newest=2\nnginx:1.25 newest=3\n");
+        let plan2 = plan(&differ, &naming(false, "m"), &keys());
+        assert_eq!(plan2.problems.len(), 1);
+        assert!(plan2.problems[0].message.contains("different tag rules"));
     }
 
     #[test]
@@ -954,6 +1088,7 @@ other: value
             repository: repo.into(),
             upstream: ImageRef::parse(upstream).unwrap(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            rule: None,
             locations: vec![Location::line(1)],
         }
     }
@@ -1077,6 +1212,7 @@ other: value
             image: "src".into(),
             tags: "tags".into(),
             platforms: "arch".into(),
+            rule: "rule".into(),
         };
         let d = desired("r", "nginx", &["1"]);
         let m = merge_tags(
@@ -1389,3 +1525,4 @@ other: value
         assert_eq!(e["repository"], Value::Null);
     }
 }
+

@@ -57,8 +57,11 @@ impl fmt::Display for Location {
 pub struct Entry {
     /// Where it is.
     pub location: Location,
-    /// The upstream reference, Docker-normalised, with a tag and no digest.
+    /// The upstream reference, Docker-normalised, with a tag (or, with a `rule`, maybe
+    /// without one) and no digest.
     pub source: TaggedRef,
+    /// A tag rule (`rule:` in YAML, rule words after the reference in a list), if any.
+    pub rule: Option<TagRule>,
     /// The YAML `dest` as written (`grafana/grafana:11.4.0`), if any.
     pub dest: Option<String>,
     /// The YAML `chart`, if any (informational).
@@ -66,9 +69,17 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The source tag (always present in a parsed entry).
+    /// The source tag (present in a parsed entry unless it has a rule).
     pub fn tag(&self) -> &str {
         self.source.tag.as_deref().unwrap_or("latest")
+    }
+
+    /// The explicit tag to mirror: the source's, if written (an entry with a rule may have none).
+    pub fn explicit_tag(&self) -> Option<&str> {
+        match (&self.source.tag, &self.rule) {
+            (None, Some(_)) => None,
+            _ => Some(self.tag()),
+        }
     }
 }
 
@@ -147,21 +158,25 @@ fn parse_list(text: &str) -> Parsed {
         if line.is_empty() {
             continue;
         }
+        // A reference, optionally followed by the words of a tag rule (`key=value` each; a
+        // reference never holds '='): `ghcr.io/kedacore/keda semver=2.x newest=3`.
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.len() > 1 {
+        if words.len() > 1 && !words[1..].iter().all(|w| w.contains('=')) {
             errors.push(EntryError {
                 location,
                 message: format!(
-                    "{line:?}: expected one image reference per line, found {} words",
+                    "{line:?}: expected one image reference per line, optionally followed by tag-rule words (key=value), found {} words",
                     words.len()
                 ),
             });
             continue;
         }
-        match parse_source(line) {
-            Ok(source) => entries.push(Entry {
+        let rule = (words.len() > 1).then(|| words[1..].join(" "));
+        match source_and_rule(words[0], rule.as_deref()) {
+            Ok((source, rule)) => entries.push(Entry {
                 location,
                 source,
+                rule,
                 dest: None,
                 chart: None,
             }),
@@ -205,9 +220,10 @@ fn parse_yaml(text: &str) -> Result<Parsed, String> {
             line: lines.as_ref().map(|l| l[i]),
         };
         match yaml_entry(item) {
-            Ok((source, dest, chart)) => entries.push(Entry {
+            Ok((source, rule, dest, chart)) => entries.push(Entry {
                 location,
                 source,
+                rule,
                 dest,
                 chart,
             }),
@@ -221,7 +237,7 @@ fn parse_yaml(text: &str) -> Result<Parsed, String> {
     })
 }
 
-type YamlEntry = (TaggedRef, Option<String>, Option<String>);
+type YamlEntry = (TaggedRef, Option<TagRule>, Option<String>, Option<String>);
 
 fn yaml_entry(item: &serde_yaml_ng::Value) -> Result<YamlEntry, String> {
     use serde_yaml_ng::Value as Y;
@@ -236,7 +252,7 @@ fn yaml_entry(item: &serde_yaml_ng::Value) -> Result<YamlEntry, String> {
     };
     match item {
         // A bare reference is accepted as the source.
-        Y::String(s) => Ok((parse_source(s)?, None, None)),
+        Y::String(s) => Ok((parse_source(s)?, None, None, None)),
         Y::Mapping(m) => {
             let source = match m.get("source") {
                 None => {
@@ -252,7 +268,17 @@ fn yaml_entry(item: &serde_yaml_ng::Value) -> Result<YamlEntry, String> {
                 Some(_) => return Err("`dest` must be a string".into()),
             };
             let chart = m.get("chart").and_then(|v| text("chart", v).ok().flatten());
-            Ok((parse_source(&source)?, dest, chart))
+            let rule = match m.get("rule") {
+                None | Some(Y::Null) => None,
+                Some(Y::String(r)) => Some(r.clone()),
+                Some(_) => {
+                    return Err(
+                        "`rule` must be a string, e.g. rule: \"semver=1.x newest=3\"".into(),
+                    )
+                }
+            };
+            let (source, rule) = source_and_rule(&source, rule.as_deref())?;
+            Ok((source, rule, dest, chart))
         }
         _ => Err("expected a mapping with `source` (and optionally `dest`, `chart`)".into()),
     }
@@ -288,6 +314,20 @@ fn yaml_item_lines(text: &str) -> Option<Vec<usize>> {
         }
     }
     Some(found)
+}
+
+/// An entry's source and tag rule: with a rule, the source may have no tag (the rule chooses
+/// the tags); a tag it has is mirrored as well. A rule that does not parse names its word.
+fn source_and_rule(raw: &str, rule: Option<&str>) -> Result<(TaggedRef, Option<TagRule>), String> {
+    let Some(rule) = rule else {
+        return Ok((parse_source(raw)?, None));
+    };
+    let rule = TagRule::parse(rule).map_err(|e| format!("{}: rule: {e}", raw.trim()))?;
+    let r = TaggedRef::parse(raw.trim()).map_err(|e| e.to_string())?;
+    if r.tag.is_none() && r.digest.is_none() {
+        return Ok((r, Some(rule)));
+    }
+    Ok((parse_source(raw)?, Some(rule)))
 }
 
 /// An upstream reference from the file: valid, with a tag, without a digest.

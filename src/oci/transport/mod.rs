@@ -9,10 +9,13 @@
 
 pub mod auth;
 mod retry;
+mod state;
 mod tls;
 
 pub use retry::{parse_rate_limit, parse_rate_limit_window, parse_retry_after, RetryPolicy};
 use tls::load_cert_dir;
+pub use state::{AllTags, TagSet};
+pub(in crate::oci) use state::{PullBudget, PullGuard, TagListCell};
 pub(super) use tls::transport_err;
 
 use std::collections::HashMap;
@@ -147,35 +150,10 @@ pub struct Registry {
     pub stats: Stats,
     /// The pull budget as this run has seen it (Docker Hub's `RateLimit-Remaining`).
     pub(in crate::oci) budget: std::sync::Mutex<PullBudget>,
+    /// Per repository: its complete, paginated tag list ([`Registry::all_tags`]).
+    pub(in crate::oci) all_tag_lists: std::sync::Mutex<HashMap<String, TagListCell>>,
 }
 
-/// A registry's pull budget, as its `RateLimit-Remaining: N;w=SECS` headers show it. A manifest
-/// GET is a pull (Docker's definition); HEADs, blobs and tag lists are not.
-#[derive(Debug, Default)]
-pub(in crate::oci) struct PullBudget {
-    /// The last `RateLimit-Remaining` seen, when the registry sends one.
-    pub(in crate::oci) remaining: Option<i64>,
-    /// The window, `w=SECS`, when sent.
-    pub(in crate::oci) window_secs: Option<u64>,
-    /// Manifest GETs sent and not answered yet (each may spend one pull).
-    pub(in crate::oci) in_flight: i64,
-    /// Set at the first 429 on a manifest GET, or when no pull is left: no manifest GET is
-    /// sent again in this run.
-    pub(in crate::oci) exhausted: bool,
-}
-
-/// A pull reserved by [`Registry::reserve_pull`]; released when the GET is answered.
-pub(in crate::oci) struct PullGuard<'a>(pub(in crate::oci) &'a std::sync::Mutex<PullBudget>);
-
-impl Drop for PullGuard<'_> {
-    fn drop(&mut self) {
-        self.0.lock().expect("not poisoned").in_flight -= 1;
-    }
-}
-
-
-/// A repository's tags, as one listing returned them.
-pub type TagSet = Arc<std::collections::HashSet<String>>;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,7 +215,7 @@ impl Registry {
             tokens: Mutex::new(HashMap::new()),
             tag_lists: Default::default(),
             budget: Default::default(),
-            budget: Default::default(),
+            all_tag_lists: Default::default(),
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),

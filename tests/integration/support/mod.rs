@@ -30,6 +30,7 @@ mod hostile;
 mod image;
 mod moto;
 pub mod personality;
+mod paging;
 mod proxy;
 mod pushgateway;
 mod registry;
@@ -56,6 +57,8 @@ pub use image::{
 };
 #[allow(unused_imports)]
 pub use moto::{Moto, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER};
+#[allow(unused_imports)]
+pub use paging::PagingRegistry;
 #[allow(unused_imports)]
 pub use proxy::{Fault, FaultProxy, Hit, Rule, Schedule};
 pub use pushgateway::{promtool_check_metrics, Pushgateway};

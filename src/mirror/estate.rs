@@ -307,7 +307,7 @@ async fn resolve(
                         tag: tag.clone(),
                         source: spec.upstream.at_tag(tag),
                         platforms: platforms.clone(),
-                        immutable: f.repository.tag_mutability_immutable,
+                        immutable: f.repository.tag_mutability.is_immutable(tag),
                     })
                     .collect();
                 view.tags = merged;

@@ -16,6 +16,7 @@ pub mod copy;
 mod error;
 pub mod manifest;
 pub mod platform;
+mod pull_budget;
 pub mod reference;
 pub mod tag_list;
 pub mod transport;

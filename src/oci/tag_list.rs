@@ -30,7 +30,6 @@ pub const MAX_TAG_PAGE_BYTES: usize = 4 << 20;
 /// The most bytes of all pages together (64 MiB).
 pub const MAX_TAG_LIST_TOTAL_BYTES: usize = 64 << 20;
 
-
 impl Registry {
     /// Every tag of `repo`, following `Link: <...>; rel="next"` pagination, read once per run
     /// and shared by every caller (an error, too, is returned to every caller of the run).

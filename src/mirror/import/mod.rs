@@ -1525,4 +1525,3 @@ other: value
         assert_eq!(e["repository"], Value::Null);
     }
 }
-

@@ -8,14 +8,16 @@
 //! such a transfer do not retry on their own.
 
 pub mod auth;
+mod redirect;
 mod retry;
 mod state;
 mod tls;
 
+use redirect::redirect_policy;
 pub use retry::{parse_rate_limit, parse_rate_limit_window, parse_retry_after, RetryPolicy};
-use tls::load_cert_dir;
 pub use state::{AllTags, TagSet};
 pub(in crate::oci) use state::{PullBudget, PullGuard, TagListCell};
+use tls::load_cert_dir;
 pub(super) use tls::transport_err;
 
 use std::collections::HashMap;
@@ -153,7 +155,6 @@ pub struct Registry {
     /// Per repository: its complete, paginated tag list ([`Registry::all_tags`]).
     pub(in crate::oci) all_tag_lists: std::sync::Mutex<HashMap<String, TagListCell>>,
 }
-
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -574,35 +575,6 @@ impl Registry {
         unreachable!("the loop returns")
     }
 }
-
-/// Redirects, for manifests, blobs and tag lists alike: Docker Hub sends blob GETs to a CDN
-/// with a signed URL, and registry.k8s.io sends every GET and HEAD to a regional backend on
-/// another host. They are followed (at most [`MAX_REDIRECTS`] hops), never from `https` down
-/// to `http`, and **never with credentials to another origin**: reqwest strips
-/// `Authorization` (and cookies) from the redirected request whenever the host, port or
-/// scheme changes (`remove_sensitive_headers` in `reqwest::redirect`), which is what the
-/// CDN's signed URL needs (it refuses a second auth mechanism with 400) and what keeps a
-/// token from leaking to a backend. `tests/integration/registries.rs`
-/// (`redirect_targets_get_no_credentials_for_manifests_or_blobs`) checks both kinds.
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
-        }
-        let downgrade = attempt
-            .previous()
-            .last()
-            .is_some_and(|p| p.scheme() == "https")
-            && attempt.url().scheme() == "http";
-        if downgrade {
-            return attempt.error("a redirect from https to http is refused");
-        }
-        attempt.follow()
-    })
-}
-
-/// The longest chain of redirects followed for one request.
-const MAX_REDIRECTS: usize = 10;
 
 pub(super) fn challenge_of(r: &reqwest::Response) -> Challenge {
     if r.status() == StatusCode::UNAUTHORIZED {

@@ -29,7 +29,6 @@ impl Drop for PullGuard<'_> {
     }
 }
 
-
 /// A repository's tags, as one listing returned them.
 pub type TagSet = Arc<std::collections::HashSet<String>>;
 
@@ -37,4 +36,5 @@ pub type TagSet = Arc<std::collections::HashSet<String>>;
 pub type AllTags = Arc<Vec<String>>;
 
 /// The cached outcome of one listing (an error is shared too: a repository is listed once).
-pub(in crate::oci) type TagListCell = Arc<tokio::sync::OnceCell<Result<AllTags, Arc<RegistryError>>>>;
+pub(in crate::oci) type TagListCell =
+    Arc<tokio::sync::OnceCell<Result<AllTags, Arc<RegistryError>>>>;

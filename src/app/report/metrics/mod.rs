@@ -561,6 +561,7 @@ fn item_metric(e: &Executed) -> Option<ItemMetric> {
         ItemOutcome::Copied(_) => (Outcome::Copied, None),
         ItemOutcome::Failed(f) => (Outcome::Failed, Some(f.label.as_str().to_string())),
         ItemOutcome::Blocked(f) => (Outcome::Blocked, Some(f.label.as_str().to_string())),
+        ItemOutcome::Deferred(f) => (Outcome::Deferred, Some(f.label.as_str().to_string())),
     };
     Some(ItemMetric {
         repository: e.action.repository.clone(),

@@ -340,7 +340,7 @@ async fn a_bad_repository_does_not_stop_the_others() {
     ));
     assert!(matches!(
         by_name["mirror/half"],
-        Err(TagError::MissingKey { .. })
+        Err(TagError::NoTags { .. })
     ));
     for e in d.errors() {
         assert!(e.to_string().contains(e.repository()), "{e}");

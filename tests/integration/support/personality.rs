@@ -806,7 +806,7 @@ async fn handle_main(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
     }
     if m.blob_cdn_redirect && kind == Kind::Blob && method == Method::GET {
         // Redirect only what exists, as Hub does; a missing blob is the registry's 404.
-        let head = internal(state, Method::HEAD, &path, None).await;
+        let head = lookup(state, Method::HEAD, &path, None).await;
         if head.as_ref().map(|r| r.status()) == Ok(StatusCode::OK) {
             let sig = format!(
                 "{:016x}",
@@ -883,7 +883,7 @@ async fn handle_main(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
         let mutability = m.mutability.get(&r).cloned().unwrap_or_default();
         if !reference.starts_with("sha256:") && mutability.refuses_overwrite(&reference) {
             let auth = header_str(&parts.headers, "authorization");
-            let exists = internal(state, Method::HEAD, &path, auth.as_deref()).await;
+            let exists = lookup(state, Method::HEAD, &path, auth.as_deref()).await;
             if exists.map(|x| x.status()) == Ok(StatusCode::OK) {
                 state.counters.lock().unwrap().immutable_refusals += 1;
                 return oci_error(
@@ -967,7 +967,7 @@ async fn finish(
     }
     if m.missing_repo_401 && status == StatusCode::NOT_FOUND {
         if let Some(r) = &repo {
-            let list = internal(state, Method::GET, &format!("/v2/{r}/tags/list"), None).await;
+            let list = lookup(state, Method::GET, &format!("/v2/{r}/tags/list"), None).await;
             if list.map(|x| x.status()) == Ok(StatusCode::NOT_FOUND) {
                 return hub_challenge(state, Some(r), true);
             }
@@ -1299,11 +1299,33 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// A request of the proxy's own to the upstream (existence checks, tag lists).
+/// A request the personality sends on its own behalf, to decide how to answer (does the blob,
+/// the tag, the repository exist?), marked so that a fault proxy behind it does not fault it:
+/// the tool never sees it and cannot retry it.
+async fn lookup(
+    state: &Arc<State>,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<Response<Incoming>, String> {
+    internal_with(state, method, path, authorization, true).await
+}
+
 async fn internal(
     state: &Arc<State>,
     method: Method,
     path: &str,
     authorization: Option<&str>,
+) -> Result<Response<Incoming>, String> {
+    internal_with(state, method, path, authorization, false).await
+}
+
+async fn internal_with(
+    state: &Arc<State>,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    own_behalf: bool,
 ) -> Result<Response<Incoming>, String> {
     let mut b = HRequest::builder()
         .method(method)
@@ -1318,6 +1340,9 @@ async fn internal(
         );
     if let Some(a) = authorization {
         b = b.header("authorization", a);
+    }
+    if own_behalf {
+        b = b.header(super::proxy::INTERNAL_HEADER, "1");
     }
     let resp = send_upstream(state, b.body(empty()).unwrap()).await?;
     Ok(resp)

@@ -32,6 +32,10 @@ use tokio::net::{TcpListener, TcpStream};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// Marks a request a personality sends on its own behalf; such requests are forwarded without
+/// a fault.
+pub const INTERNAL_HEADER: &str = "x-personality-internal";
+
 /// A fault to inject.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -367,7 +371,14 @@ async fn handle(ctx: Arc<ConnCtx>, req: HRequest<Incoming>) -> Result<Response<B
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.clone());
-    let fault = state.decide(&method, &path, &pq);
+    // A personality's own look-ups (`personality::internal`, e.g. Hub checking whether a
+    // repository exists) are not the tool's requests: no fault for them, since the tool
+    // could neither see nor retry it.
+    let fault = if req.headers().contains_key(INTERNAL_HEADER) {
+        None
+    } else {
+        state.decide(&method, &path, &pq)
+    };
 
     match &fault {
         Some(Fault::Status { code, retry_after }) => {

@@ -321,6 +321,34 @@ pub fn endpoint(e: &Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// `--referrers`, `--remove-signatures` and `--refresh-referrers` → the run's referrer settings.
+/// A bad selection, or a refresh of nothing, is an exit 2 before any request.
+pub fn referrers(
+    a: &crate::app::cli::PolicyArgs,
+) -> Result<ecr_mirror_sync::mirror::referrers::Referrers> {
+    use ecr_mirror_sync::mirror::referrers::{parse_selection, without_signatures, Referrers};
+    use ecr_mirror_sync::oci::referrers::ReferrerFilter;
+    let mut default = match &a.referrers {
+        Some(v) => {
+            parse_selection(v).map_err(|e| Error::Usage(format!("--referrers {v:?}: {e}")))?
+        }
+        None => ReferrerFilter::All,
+    };
+    if a.remove_signatures {
+        default = without_signatures(&default);
+    }
+    if a.refresh_referrers && a.referrers.as_deref().map(str::trim) == Some("none") {
+        return Err(Error::Usage(
+            "--refresh-referrers with --referrers none: there is nothing to refresh".into(),
+        ));
+    }
+    Ok(Referrers {
+        default,
+        per_repo: Default::default(),
+        refresh: a.refresh_referrers,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

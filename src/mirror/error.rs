@@ -102,6 +102,9 @@ pub enum Label {
     Cancelled,
     /// The ECR API failed.
     EcrApi,
+    /// The destination refused a referrer (405; ECR for a subject that is an index). Reported
+    /// per artifact; the image is copied.
+    ReferrerRefused,
 }
 
 impl Label {
@@ -128,11 +131,12 @@ impl Label {
             Label::Config => "config",
             Label::Cancelled => "cancelled",
             Label::EcrApi => "ecr-api",
+            Label::ReferrerRefused => "referrer-refused",
         }
     }
 
     /// Every label, in a stable order (for docs and tests).
-    pub const ALL: [Label; 20] = [
+    pub const ALL: [Label; 21] = [
         Label::UpstreamNotFound,
         Label::NotFound,
         Label::Auth,
@@ -153,6 +157,7 @@ impl Label {
         Label::Config,
         Label::Cancelled,
         Label::EcrApi,
+        Label::ReferrerRefused,
     ];
 
     /// The label of a data-plane error, classified by type and status.

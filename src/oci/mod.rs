@@ -16,6 +16,7 @@ mod error;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
+pub mod referrers;
 pub mod transport;
 
 pub use client::{ByteStream, ManifestHead, Mount, Registry, TagSet, MONOLITHIC_MAX};

@@ -12,5 +12,6 @@ mod harness;
 mod import;
 mod policy;
 mod push;
+mod referrers;
 mod reliability;
 mod sync;

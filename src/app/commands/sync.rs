@@ -22,7 +22,7 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     let policy = trust::load(&a.policy.policy, a.policy.insecure_policy)?;
     let opts = SyncOptions {
         parallel: a.parallel as usize,
-        signatures: !a.policy.remove_signatures,
+        referrers: settings::referrers(&a.policy)?,
         dry_run: a.dry_run,
     };
     let output = ctx.output;

@@ -30,6 +30,7 @@ mod hostile;
 mod image;
 mod moto;
 mod proxy;
+mod referrers_api;
 mod registry;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub use image::{
 pub use moto::{Moto, MOTO_ACCOUNT_ID, MOTO_ECR_PASSWORD, MOTO_ECR_USER};
 #[allow(unused_imports)]
 pub use proxy::{Fault, FaultProxy, Hit, Rule, Schedule};
+#[allow(unused_imports)]
+pub use referrers_api::ReferrersApi;
 #[allow(unused_imports)]
 pub use registry::{count, kind_of, parse_access_line, Kind, Registry, RegistryOptions, Request};
 

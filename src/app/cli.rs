@@ -291,6 +291,14 @@ pub struct DiscoverArgs {
         env = "ECR_MIRROR_SYNC_PLATFORMS_KEY"
     )]
     pub platforms_key: String,
+    /// The resource-tag key holding an optional referrer selection (`all`, `none`, or
+    /// space-separated artifact types and `sig`, `sbom`, `att`, `bundle`).
+    #[arg(
+        long,
+        default_value = "upstream-referrers",
+        env = "ECR_MIRROR_SYNC_REFERRERS_KEY"
+    )]
+    pub referrers_key: String,
     /// Only this shard of the repositories: I/N (default: $JOB_COMPLETION_INDEX of
     /// $ECR_MIRROR_SYNC_SHARD_COUNT, for Indexed Jobs).
     #[arg(long, value_name = "I/N", env = "ECR_MIRROR_SYNC_SHARD")]

@@ -273,6 +273,7 @@ pub fn estate(
             image: d.image_key.clone(),
             tags: d.tag_key.clone(),
             platforms: d.platforms_key.clone(),
+            referrers: d.referrers_key.clone(),
         },
         prefix: d.prefix.clone(),
         shard: shard_of(d.shard.as_deref())?,

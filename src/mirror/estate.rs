@@ -31,6 +31,8 @@ pub struct Estate {
     pub registry_host: Option<String>,
     /// Every marked repository, as `list` shows it.
     pub repositories: Vec<RepoView>,
+    /// Per repository: its `upstream-referrers` selection, where it has one.
+    pub referrers: std::collections::HashMap<String, String>,
 }
 
 /// One marked repository, for `list`.
@@ -140,10 +142,16 @@ pub async fn load_observing(
         repo_errors: vec![],
         registry_host: None,
         repositories: vec![],
+        referrers: Default::default(),
     };
     for f in discovery.items {
         if estate.registry_host.is_none() {
             estate.registry_host = f.repository.uri.split('/').next().map(str::to_string);
+        }
+        if let Ok(spec) = &f.spec {
+            if let Some(r) = &spec.referrers {
+                estate.referrers.insert(spec.repository.clone(), r.clone());
+            }
         }
         let (view, items) = repository_view(&f, default_platforms);
         if let Some(e) = &view.error {

@@ -222,6 +222,14 @@ pub async fn sync(
     if opts.dry_run {
         return Ok(run);
     }
+    // A repository's `upstream-referrers` tag overrides the run's selection (validated when
+    // the tags were read).
+    let mut referrers = opts.referrers.clone();
+    for (repo, value) in &found.referrers {
+        if let Ok(f) = crate::mirror::referrers::parse_selection(value) {
+            referrers.per_repo.insert(repo.clone(), f);
+        }
+    }
     run.results = match &dest {
         Some(d) => {
             let destination = Arc::new(Destination::new(d.clone()));
@@ -230,7 +238,7 @@ pub async fn sync(
                 sources,
                 &destination,
                 opts.parallel,
-                &opts.referrers,
+                &referrers,
                 cancel,
                 on_done,
             )

@@ -249,4 +249,37 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_resource_tag_parses_round_trips_and_names_its_errors() {
+        use crate::mirror::tags::{spec_from_tags, spec_to_tags, TagError, TagKeys};
+        let keys = TagKeys::default();
+        let tags = |r: &str| {
+            vec![
+                ("upstream-image".to_string(), "nginx".to_string()),
+                ("upstream-tags".to_string(), "1.27".to_string()),
+                ("upstream-referrers".to_string(), r.to_string()),
+            ]
+        };
+        let value = "sbom application/vnd.dev.sigstore.bundle.v0.3+json";
+        let spec = spec_from_tags("m/nginx", &tags(value), &keys)
+            .spec
+            .unwrap()
+            .unwrap();
+        assert_eq!(spec.referrers.as_deref(), Some(value));
+        let back = spec_to_tags(&spec, &keys);
+        assert!(back.contains(&("upstream-referrers".to_string(), value.to_string())));
+        match spec_from_tags("m/nginx", &tags("sbom,sig"), &keys).spec {
+            Some(Err(TagError::BadCharacter { character: ',', .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        match spec_from_tags("m/nginx", &tags("sboms"), &keys).spec {
+            Some(Err(e @ TagError::Referrers { .. })) => {
+                assert!(e.to_string().contains("upstream-referrers"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let none = spec_from_tags("m/nginx", &tags("all")[..2], &keys);
+        assert_eq!(none.spec.unwrap().unwrap().referrers, None);
+    }
 }

@@ -13,4 +13,6 @@ pub struct MirrorSpec {
     pub tags: Vec<String>,
     /// Which platforms to copy.
     pub platforms: PlatformFilter,
+    /// Which referrers travel (`upstream-referrers`, validated): `None` for the run's default.
+    pub referrers: Option<String>,
 }

@@ -37,6 +37,9 @@ pub struct TagKeys {
     /// The key holding the optional space-separated platform list. Default
     /// `upstream-platforms`.
     pub platforms: String,
+    /// The key holding the optional referrer selection (`all`, `none`, or space-separated
+    /// artifact types and short names). Default `upstream-referrers`.
+    pub referrers: String,
 }
 
 impl Default for TagKeys {
@@ -45,13 +48,14 @@ impl Default for TagKeys {
             image: "upstream-image".into(),
             tags: "upstream-tags".into(),
             platforms: "upstream-platforms".into(),
+            referrers: "upstream-referrers".into(),
         }
     }
 }
 
 impl TagKeys {
-    fn all(&self) -> [&str; 3] {
-        [&self.image, &self.tags, &self.platforms]
+    fn all(&self) -> [&str; 4] {
+        [&self.image, &self.tags, &self.platforms, &self.referrers]
     }
 }
 
@@ -162,6 +166,16 @@ pub enum TagError {
         #[source]
         source: SpecError,
     },
+    /// The referrer selection does not parse.
+    #[error("repository {repository:?}: tag {key:?}: {message}")]
+    Referrers {
+        /// The repository.
+        repository: String,
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The repository's tags could not be read (discovery only).
     #[error("repository {repository:?}: cannot read its tags: {source}")]
     Unreadable {
@@ -186,6 +200,7 @@ impl TagError {
             | TagError::EmptyItem { repository, .. }
             | TagError::InvalidTag { repository, .. }
             | TagError::Platforms { repository, .. }
+            | TagError::Referrers { repository, .. }
             | TagError::Unreadable { repository, .. } => repository,
         }
     }
@@ -220,6 +235,9 @@ pub fn spec_to_tags(spec: &MirrorSpec, keys: &TagKeys) -> Vec<(String, String)> 
     if let PlatformFilter::Only(_) = spec.platforms {
         out.push((keys.platforms.clone(), spec.platforms.to_string()));
     }
+    if let Some(r) = &spec.referrers {
+        out.push((keys.referrers.clone(), r.clone()));
+    }
     out
 }
 
@@ -245,6 +263,10 @@ fn parse_marked(
             (Ok(i), Ok(t), Ok(p)) => (i, t, p),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(Err(e)),
         };
+    let referrers = match find(&keys.referrers) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
     if image.is_none() && list.is_none() {
         if platforms.is_some() {
             warnings.push(format!(
@@ -254,9 +276,45 @@ fn parse_marked(
         }
         return None;
     }
-    Some(parse_spec(
-        repository, image, list, platforms, keys, warnings,
-    ))
+    Some(
+        parse_spec(repository, image, list, platforms, keys, warnings).and_then(|mut spec| {
+            spec.referrers = parse_referrers(repository, referrers, keys)?;
+            Ok(spec)
+        }),
+    )
+}
+
+/// The `upstream-referrers` value: AWS's characters and length, then the selection grammar
+/// ([`crate::mirror::referrers::parse_selection`]; a comma is not an AWS tag character, so
+/// the list is space-separated here). Kept as written, trimmed.
+fn parse_referrers(
+    repository: &str,
+    value: Option<&str>,
+    keys: &TagKeys,
+) -> Result<Option<String>, TagError> {
+    let Some(value) = value else { return Ok(None) };
+    let key = || keys.referrers.clone();
+    if let Some(character) = disallowed_tag_value_char(value) {
+        return Err(TagError::BadCharacter {
+            repository: repository.to_string(),
+            key: key(),
+            character,
+        });
+    }
+    let chars = value.chars().count();
+    if chars > MAX_TAG_VALUE_CHARS {
+        return Err(TagError::TooLong {
+            repository: repository.to_string(),
+            key: key(),
+            chars,
+        });
+    }
+    crate::mirror::referrers::parse_selection(value).map_err(|message| TagError::Referrers {
+        repository: repository.to_string(),
+        key: key(),
+        message,
+    })?;
+    Ok(Some(value.trim().to_string()))
 }
 
 fn parse_spec(
@@ -386,6 +444,7 @@ fn parse_spec(
         upstream,
         tags: mirrored,
         platforms,
+        referrers: None,
     })
 }
 
@@ -760,6 +819,7 @@ mod tests {
             image: "mirror.src".into(),
             tags: "mirror.tags".into(),
             platforms: "mirror.arch".into(),
+            referrers: "mirror.referrers".into(),
         };
         let input = tags(&[
             ("mirror.src", "nginx"),

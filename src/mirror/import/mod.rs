@@ -1524,6 +1524,7 @@ other: value
             image: "src".into(),
             tags: "tags".into(),
             platforms: "arch".into(),
+            ..TagKeys::default()
         };
         let d = desired("r", "nginx", &["1"]);
         let m = merge_tags(

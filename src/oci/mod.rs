@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod tag_list;
+pub mod referrers;
 pub mod transport;
 
 pub use client::{ByteStream, ManifestHead, Mount, MONOLITHIC_MAX};

@@ -217,9 +217,19 @@ pub struct PolicyArgs {
         conflicts_with = "policy"
     )]
     pub insecure_policy: bool,
-    /// Do not copy the cosign `sha256-<hex>.sig` signatures along with the images.
+    /// Do not copy signatures along with the images: the cosign `.sig` tags, cosign's
+    /// signature artifacts and sigstore bundles (SBOMs and attestations still travel).
     #[arg(long, env = "ECR_MIRROR_SYNC_REMOVE_SIGNATURES")]
     pub remove_signatures: bool,
+    /// Which referrers travel with the images: `all`, `none`, or artifact types and the short
+    /// names `sig`, `sbom`, `att`, `bundle`, separated by commas. A repository's
+    /// `upstream-referrers` resource tag overrides it.
+    #[arg(long, env = "ECR_MIRROR_SYNC_REFERRERS", value_name = "all|none|TYPES")]
+    pub referrers: Option<String>,
+    /// Check the referrers of images that are already in sync again (a new signature or SBOM
+    /// on an unchanged image), at the cost of a referrers lookup per manifest.
+    #[arg(long, env = "ECR_MIRROR_SYNC_REFRESH_REFERRERS")]
+    pub refresh_referrers: bool,
 }
 
 /// `copy`.
@@ -289,6 +299,14 @@ pub struct DiscoverArgs {
         env = "ECR_MIRROR_SYNC_TAG_RULE_KEY"
     )]
     pub tag_rule_key: String,
+    /// The resource-tag key holding an optional referrer selection (`all`, `none`, or
+    /// space-separated artifact types and `sig`, `sbom`, `att`, `bundle`).
+    #[arg(
+        long,
+        default_value = "upstream-referrers",
+        env = "ECR_MIRROR_SYNC_REFERRERS_KEY"
+    )]
+    pub referrers_key: String,
     /// Only this shard of the repositories: I/N (default: $JOB_COMPLETION_INDEX of
     /// $ECR_MIRROR_SYNC_SHARD_COUNT, for Indexed Jobs).
     #[arg(long, value_name = "I/N", env = "ECR_MIRROR_SYNC_SHARD")]

@@ -278,12 +278,14 @@ pub fn estate(
         tags: d.tag_key.clone(),
         platforms: d.platforms_key.clone(),
         rule: d.tag_rule_key.clone(),
+        referrers: d.referrers_key.clone(),
     };
     tag_keys_distinct(&[
         ("--image-key", &keys.image),
         ("--tag-key", &keys.tags),
         ("--platforms-key", &keys.platforms),
         ("--tag-rule-key", &keys.rule),
+        ("--referrers-key", &keys.referrers),
     ])?;
     let ecr = ecr_dest(e.dest_tls_verify, &e.aws, &e.net)?;
     let opts = EstateOptions {
@@ -452,6 +454,34 @@ fn read_policy(path: &Path) -> Result<String> {
             path.display()
         ))),
     }
+}
+
+/// `--referrers`, `--remove-signatures` and `--refresh-referrers` → the run's referrer settings.
+/// A bad selection, or a refresh of nothing, is an exit 2 before any request.
+pub fn referrers(
+    a: &crate::app::cli::PolicyArgs,
+) -> Result<ecr_mirror_sync::mirror::referrers::Referrers> {
+    use ecr_mirror_sync::mirror::referrers::{parse_selection, without_signatures, Referrers};
+    use ecr_mirror_sync::oci::referrers::ReferrerFilter;
+    let mut default = match &a.referrers {
+        Some(v) => {
+            parse_selection(v).map_err(|e| Error::Usage(format!("--referrers {v:?}: {e}")))?
+        }
+        None => ReferrerFilter::All,
+    };
+    if a.remove_signatures {
+        default = without_signatures(&default);
+    }
+    if a.refresh_referrers && a.referrers.as_deref().map(str::trim) == Some("none") {
+        return Err(Error::Usage(
+            "--refresh-referrers with --referrers none: there is nothing to refresh".into(),
+        ));
+    }
+    Ok(Referrers {
+        default,
+        per_repo: Default::default(),
+        refresh: a.refresh_referrers,
+    })
 }
 
 #[cfg(test)]

@@ -105,6 +105,9 @@ pub enum Label {
     Cancelled,
     /// The ECR API failed.
     EcrApi,
+    /// The destination refused a referrer (405; ECR for a subject that is an index). Reported
+    /// per artifact; the image is copied.
+    ReferrerRefused,
 }
 
 impl Label {
@@ -132,6 +135,7 @@ impl Label {
             Label::Config => "config",
             Label::Cancelled => "cancelled",
             Label::EcrApi => "ecr-api",
+            Label::ReferrerRefused => "referrer-refused",
         }
     }
 
@@ -158,6 +162,7 @@ impl Label {
         Label::Config,
         Label::Cancelled,
         Label::EcrApi,
+        Label::ReferrerRefused,
     ];
 
     /// The label of a data-plane error, classified by type and status.

@@ -45,6 +45,8 @@ pub struct Estate {
     /// What each repository's tag rule selected and left out, by repository name (only
     /// repositories with a rule).
     pub rules: Vec<RuleView>,
+    /// Per repository: its `upstream-referrers` selection, where it has one.
+    pub referrers: std::collections::HashMap<String, String>,
 }
 
 /// What one repository's tag rule made of its upstream tag list.
@@ -214,10 +216,16 @@ async fn load_inner(
         registry_host: None,
         repositories: vec![],
         rules: vec![],
+        referrers: Default::default(),
     };
     for f in discovery.items {
         if estate.registry_host.is_none() {
             estate.registry_host = f.repository.uri.split('/').next().map(str::to_string);
+        }
+        if let Ok(spec) = &f.spec {
+            if let Some(r) = &spec.referrers {
+                estate.referrers.insert(spec.repository.clone(), r.clone());
+            }
         }
         let r = match resolved.remove(&f.repository.name) {
             Some(r) => r,

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ecr::EcrApi;
 use crate::mirror::error::{Failure, Label};
 use crate::mirror::plan::{Action, ActionKind, Item};
+use crate::mirror::referrers::Referrers;
 use crate::mirror::sources::Sources;
 use crate::oci::copy::{
     Copy, CopyReport, Destination, MountPolicy, NoProgress, Progress, RegistryImage,
@@ -65,13 +66,29 @@ pub async fn execute(
     sources: &Sources,
     dest: &Arc<Destination>,
     parallel: usize,
-    signatures: bool,
+    referrers: &Referrers,
     cancel: &CancellationToken,
     on_done: &(dyn Fn(&Action, &Outcome, f64) + Sync),
 ) -> Vec<Executed> {
     let results = futures::stream::iter(run_order(plan).map(|(i, a)| async move {
         let started = Instant::now();
         let outcome = match &a.kind {
+            // `--refresh-referrers`: an image in sync has its referrers checked again; it stays
+            // `skipped` unless one was copied.
+            ActionKind::Skip if referrers.refresh && !cancel.is_cancelled() => {
+                match copy_one(a, sources, dest, referrers, cancel).await {
+                    Ok(r)
+                        if r.referrers.iter().any(|x| {
+                            x.outcome != crate::oci::referrers::ReferrerOutcome::Present
+                                && x.outcome != crate::oci::referrers::ReferrerOutcome::Skipped
+                        }) =>
+                    {
+                        Outcome::Copied(r)
+                    }
+                    Ok(_) => Outcome::Skipped,
+                    Err(e) => Outcome::Failed(Failure::from(e)),
+                }
+            }
             ActionKind::Skip => Outcome::Skipped,
             ActionKind::Blocked(r) => Outcome::Blocked(r.clone()),
             ActionKind::Error(r) => Outcome::Failed(r.clone()),
@@ -83,7 +100,7 @@ pub async fn execute(
                         "cancelled before it started",
                     ))
                 } else {
-                    match copy_one(a, sources, dest, signatures, cancel).await {
+                    match copy_one(a, sources, dest, referrers, cancel).await {
                         Ok(r) => Outcome::Copied(r),
                         Err(e @ RegistryError::PullBudget { .. }) => {
                             Outcome::Deferred(Failure::from(e))
@@ -136,17 +153,17 @@ async fn copy_one(
     a: &Action,
     sources: &Sources,
     dest: &Arc<Destination>,
-    signatures: bool,
+    referrers: &Referrers,
     cancel: &CancellationToken,
 ) -> Result<CopyReport, RegistryError> {
-    copy_with_progress(a, sources, dest, signatures, Arc::new(NoProgress), cancel).await
+    copy_with_progress(a, sources, dest, referrers, Arc::new(NoProgress), cancel).await
 }
 
 async fn copy_with_progress(
     a: &Action,
     sources: &Sources,
     dest: &Arc<Destination>,
-    signatures: bool,
+    referrers: &Referrers,
     progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> Result<CopyReport, RegistryError> {
@@ -173,7 +190,7 @@ async fn copy_with_progress(
         platforms: &a.platforms,
         progress,
         cancel,
-        signatures,
+        referrers: referrers.for_repo(&a.repository),
         // Observed moments ago: the copy need not HEAD the tag again.
         dst_current: Some(a.dest_digest.as_deref()),
     };
@@ -188,8 +205,8 @@ async fn copy_with_progress(
 pub struct SyncOptions {
     /// Images copied at once.
     pub parallel: usize,
-    /// Copy cosign signature tags with the images.
-    pub signatures: bool,
+    /// Which referrers travel, and whether those of images in sync are checked again.
+    pub referrers: Referrers,
     /// Plan only; write nothing.
     pub dry_run: bool,
 }
@@ -249,6 +266,14 @@ pub async fn sync(
     if opts.dry_run {
         return Ok(run);
     }
+    // A repository's `upstream-referrers` tag overrides the run's selection (validated when
+    // the tags were read).
+    let mut referrers = opts.referrers.clone();
+    for (repo, value) in &found.referrers {
+        if let Ok(f) = crate::mirror::referrers::parse_selection(value) {
+            referrers.per_repo.insert(repo.clone(), f);
+        }
+    }
     run.results = match &dest {
         Some(d) => {
             let mounts = if run.actions.iter().any(|a| a.kind.is_copy()) {
@@ -262,7 +287,7 @@ pub async fn sync(
                 sources,
                 &destination,
                 opts.parallel,
-                opts.signatures,
+                &referrers,
                 cancel,
                 on_done,
             )
@@ -341,12 +366,12 @@ pub async fn execute_one(
     a: &Action,
     sources: &Sources,
     dest: &Arc<Destination>,
-    signatures: bool,
+    referrers: &Referrers,
     progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> Result<CopyReport, RegistryError> {
     tokio::select! {
-        r = copy_with_progress(a, sources, dest, signatures, progress, cancel) => r,
+        r = copy_with_progress(a, sources, dest, referrers, progress, cancel) => r,
         _ = cancel.cancelled() => Err(RegistryError::Cancelled),
     }
 }

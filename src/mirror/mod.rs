@@ -8,6 +8,7 @@ pub mod exec;
 pub mod import;
 pub mod observe;
 pub mod plan;
+pub mod referrers;
 pub mod shard;
 pub mod sources;
 pub mod spec;

@@ -17,4 +17,6 @@ pub struct MirrorSpec {
     pub rule: Option<TagRule>,
     /// Which platforms to copy.
     pub platforms: PlatformFilter,
+    /// Which referrers travel (`upstream-referrers`, validated): `None` for the run's default.
+    pub referrers: Option<String>,
 }

@@ -42,6 +42,9 @@ pub struct TagKeys {
     pub platforms: String,
     /// The key holding the optional tag rule. Default `upstream-tag-rule`.
     pub rule: String,
+    /// The key holding the optional referrer selection (`all`, `none`, or space-separated
+    /// artifact types and short names). Default `upstream-referrers`.
+    pub referrers: String,
 }
 
 impl Default for TagKeys {
@@ -51,13 +54,20 @@ impl Default for TagKeys {
             tags: "upstream-tags".into(),
             platforms: "upstream-platforms".into(),
             rule: crate::mirror::tag_rule::DEFAULT_KEY.into(),
+            referrers: "upstream-referrers".into(),
         }
     }
 }
 
 impl TagKeys {
-    fn all(&self) -> [&str; 4] {
-        [&self.image, &self.tags, &self.platforms, &self.rule]
+    fn all(&self) -> [&str; 5] {
+        [
+            &self.image,
+            &self.tags,
+            &self.platforms,
+            &self.rule,
+            &self.referrers,
+        ]
     }
 }
 
@@ -189,6 +199,16 @@ pub enum TagError {
         #[source]
         source: SpecError,
     },
+    /// The referrer selection does not parse.
+    #[error("repository {repository:?}: tag {key:?}: {message}")]
+    Referrers {
+        /// The repository.
+        repository: String,
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The repository's tags could not be read (discovery only).
     #[error("repository {repository:?}: cannot read its tags: {source}")]
     Unreadable {
@@ -215,6 +235,7 @@ impl TagError {
             | TagError::EmptyItem { repository, .. }
             | TagError::InvalidTag { repository, .. }
             | TagError::Platforms { repository, .. }
+            | TagError::Referrers { repository, .. }
             | TagError::Unreadable { repository, .. } => repository,
         }
     }
@@ -254,6 +275,9 @@ pub fn spec_to_tags(spec: &MirrorSpec, keys: &TagKeys) -> Vec<(String, String)> 
     if let Some(rule) = &spec.rule {
         out.push((keys.rule.clone(), rule.to_string()));
     }
+    if let Some(r) = &spec.referrers {
+        out.push((keys.referrers.clone(), r.clone()));
+    }
     out
 }
 
@@ -284,6 +308,10 @@ fn parse_marked(
         [Ok(i), Ok(t), Ok(p), Ok(r)] => [i, t, p, r],
         [Err(e), ..] | [_, Err(e), ..] | [_, _, Err(e), _] | [.., Err(e)] => return Some(Err(e)),
     };
+    let referrers = match find(&keys.referrers) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
     if image.is_none() && list.is_none() && rule.is_none() {
         if platforms.is_some() {
             warnings.push(format!(
@@ -293,7 +321,8 @@ fn parse_marked(
         }
         return None;
     }
-    Some(parse_spec(
+    Some(
+        parse_spec(
         repository,
         Given {
             image,
@@ -303,7 +332,44 @@ fn parse_marked(
         },
         keys,
         warnings,
-    ))
+    )
+    .and_then(|mut spec| {
+        spec.referrers = parse_referrers(repository, referrers, keys)?;
+        Ok(spec)
+    }))
+}
+
+/// The `upstream-referrers` value: AWS's characters and length, then the selection grammar
+/// ([`crate::mirror::referrers::parse_selection`]; a comma is not an AWS tag character, so
+/// the list is space-separated here). Kept as written, trimmed.
+fn parse_referrers(
+    repository: &str,
+    value: Option<&str>,
+    keys: &TagKeys,
+) -> Result<Option<String>, TagError> {
+    let Some(value) = value else { return Ok(None) };
+    let key = || keys.referrers.clone();
+    if let Some(character) = disallowed_tag_value_char(value) {
+        return Err(TagError::BadCharacter {
+            repository: repository.to_string(),
+            key: key(),
+            character,
+        });
+    }
+    let chars = value.chars().count();
+    if chars > MAX_TAG_VALUE_CHARS {
+        return Err(TagError::TooLong {
+            repository: repository.to_string(),
+            key: key(),
+            chars,
+        });
+    }
+    crate::mirror::referrers::parse_selection(value).map_err(|message| TagError::Referrers {
+        repository: repository.to_string(),
+        key: key(),
+        message,
+    })?;
+    Ok(Some(value.trim().to_string()))
 }
 
 /// The values of the schema's keys on one repository.
@@ -438,6 +504,7 @@ fn parse_spec(
         tags: mirrored,
         rule,
         platforms,
+        referrers: None,
     })
 }
 
@@ -954,6 +1021,7 @@ mod tests {
             tags: "mirror.tags".into(),
             platforms: "mirror.arch".into(),
             rule: "mirror.rule".into(),
+            referrers: "mirror.referrers".into(),
         };
         let input = tags(&[
             ("mirror.src", "nginx"),

@@ -19,6 +19,7 @@ pub mod platform;
 mod pull_budget;
 pub mod reference;
 pub mod tag_list;
+pub mod referrers;
 pub mod transport;
 
 pub use client::{ByteStream, ManifestHead, Mount, MONOLITHIC_MAX};

@@ -13,6 +13,7 @@ mod import;
 mod policy;
 mod push;
 mod registries;
+mod referrers;
 mod reliability;
 mod sync;
 mod usage;

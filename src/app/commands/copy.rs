@@ -28,6 +28,7 @@ struct CopySettings {
     ecr_host: Option<ecr_mirror_sync::ecr::EcrHost>,
     create: Option<ecr_mirror_sync::ecr::RepoSettings>,
     policy: ecr_mirror_sync::policy::Policy,
+    referrers: ecr_mirror_sync::mirror::referrers::Referrers,
     src_access: ecr_mirror_sync::mirror::sources::Access,
     dest_settings: settings::Dest,
 }
@@ -82,6 +83,7 @@ fn copy_settings(a: &CopyArgs) -> Result<CopySettings> {
         ecr_host,
         create,
         policy,
+        referrers: settings::referrers(&a.policy)?,
     })
 }
 
@@ -101,10 +103,12 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
     let what = format!("{} -> {}", s.item.source, s.dest.image.at_tag(&s.item.tag));
     let action = exec::plan_one(&s.item, &sources, &dst.registry, &s.policy).await;
     match &action.kind {
-        ActionKind::Skip => {
+        ActionKind::Skip if !s.referrers.refresh => {
             print_report(ctx, &what, &unchanged_report(&action));
             return Ok(0);
         }
+        // --refresh-referrers: an image in sync still has its referrers checked.
+        ActionKind::Skip => {}
         ActionKind::Blocked(f) => {
             return Err(Error::Blocked(format!(
                 "{}: blocked by the trust policy: {f}",
@@ -127,8 +131,7 @@ pub async fn run(ctx: &Context, a: &CopyArgs, cancel: &CancellationToken) -> Res
         Some(b) => b.clone(),
         None => Arc::new(NoProgress),
     };
-    let signatures = !a.policy.remove_signatures;
-    let result = exec::execute_one(&action, &sources, &dst, signatures, progress, cancel).await;
+    let result = exec::execute_one(&action, &sources, &dst, &s.referrers, progress, cancel).await;
     if let Some(b) = &bar {
         b.bar.finish_and_clear();
     }
@@ -160,6 +163,7 @@ fn unchanged_report(a: &Action) -> CopyReport {
         bytes: 0,
         manifests_put: 0,
         platforms: vec![],
+        referrers: vec![],
         unchanged: true,
         duration: std::time::Duration::ZERO,
     }
@@ -168,7 +172,9 @@ fn unchanged_report(a: &Action) -> CopyReport {
 fn print_report(ctx: &Context, what: &str, r: &CopyReport) {
     match ctx.output {
         OutputFormat::Json => {
-            let v = serde_json::json!({"type": "copy", "data": {"image": what, "report": r}});
+            let mut report = serde_json::to_value(r).expect("serialisable");
+            report["referrers"] = crate::app::report::referrers_json(&r.referrers);
+            let v = serde_json::json!({"type": "copy", "data": {"image": what, "report": report}});
             println!("{v}");
         }
         OutputFormat::Text => {

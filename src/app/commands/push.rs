@@ -195,7 +195,7 @@ async fn push_image(
             platforms: &PlatformFilter::All,
             progress: progress.clone(),
             cancel,
-            signatures: false,
+            referrers: ecr_mirror_sync::oci::referrers::ReferrerFilter::None,
             dst_current: None,
         };
         let r = job.run().await.map_err(|e| match e {

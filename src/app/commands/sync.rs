@@ -35,7 +35,7 @@ pub async fn run_sync(ctx: &Context, a: &SyncArgs, cancel: &CancellationToken) -
     };
     let opts = SyncOptions {
         parallel: a.parallel as usize,
-        signatures: !a.policy.remove_signatures,
+        referrers: settings::referrers(&a.policy)?,
         dry_run: a.dry_run,
     };
     let output = ctx.output;

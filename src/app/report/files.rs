@@ -34,6 +34,10 @@ pub struct Row {
     pub bytes: u64,
     /// Seconds spent on this row.
     pub duration_secs: f64,
+    /// The referrers of a copied item, space-separated `outcome:digest` (with `:label` for a
+    /// failure), e.g. `copied:sha256:aa present:sha256:bb failed:sha256:cc:referrer-refused`.
+    #[serde(default)]
+    pub referrers: String,
 }
 
 /// `YYYYMMDDTHHMMSSZ` for `t` (UTC), from the civil-from-days algorithm (H. Hinnant).
@@ -99,6 +103,7 @@ pub fn write(dir: &Path, rows: &[Row], now: SystemTime) -> std::io::Result<Vec<P
             "label",
             "bytes",
             "duration_secs",
+            "referrers",
         ])
         .map_err(std::io::Error::other)?;
     }
@@ -109,11 +114,11 @@ pub fn write(dir: &Path, rows: &[Row], now: SystemTime) -> std::io::Result<Vec<P
     )?;
 
     let mut md = String::from(
-        "| source | destination | source digest | ECR digest | platform digests | action | outcome | reason | label | bytes | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| source | destination | source digest | ECR digest | platform digests | action | outcome | reason | label | bytes | seconds | referrers |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |\n",
             md_cell(&r.source),
             md_cell(&r.destination),
             md_cell(&r.source_digest),
@@ -124,7 +129,8 @@ pub fn write(dir: &Path, rows: &[Row], now: SystemTime) -> std::io::Result<Vec<P
             md_cell(&r.reason),
             r.label,
             r.bytes,
-            r.duration_secs
+            r.duration_secs,
+            md_cell(&r.referrers),
         ));
     }
     write_atomically(&md_path, md.as_bytes())?;
@@ -162,6 +168,7 @@ mod tests {
             label: String::new(),
             bytes: 42,
             duration_secs: 1.5,
+            referrers: "copied:sha256:cc".into(),
         }];
         let paths = write(dir.path(), &rows, SystemTime::UNIX_EPOCH).unwrap();
         assert!(paths[0].ends_with("images_19700101T000000Z.csv"));

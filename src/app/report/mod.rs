@@ -107,6 +107,7 @@ pub fn item_json(a: &Action, o: &Outcome, secs: f64) -> Value {
             m.insert("blobs_mounted".into(), json!(r.blobs_mounted));
             m.insert("blobs_skipped".into(), json!(r.blobs_skipped));
             m.insert("platform_digests".into(), json!(r.platforms));
+            m.insert("referrers".into(), referrers_json(&r.referrers));
         }
         Outcome::Failed(e) | Outcome::Blocked(e) | Outcome::Deferred(e) => {
             m.insert("error".into(), json!(e.message));
@@ -115,6 +116,31 @@ pub fn item_json(a: &Action, o: &Outcome, secs: f64) -> Value {
         Outcome::Skipped => {}
     }
     v
+}
+
+/// The referrers of a copied item as JSON: each with `subject`, `digest`, `artifact_type`,
+/// `via`, `outcome` and, for a failure, `message` and `label`.
+pub fn referrers_json(rs: &[ecr_mirror_sync::oci::referrers::ReferrerReport]) -> Value {
+    Value::Array(
+        rs.iter()
+            .map(ecr_mirror_sync::mirror::referrers::to_json)
+            .collect(),
+    )
+}
+
+/// The referrers of a copied item as one report-file cell.
+fn referrers_cell(rs: &[ecr_mirror_sync::oci::referrers::ReferrerReport]) -> String {
+    rs.iter()
+        .map(|r| {
+            let outcome = serde_json::to_value(r.outcome).expect("serialises");
+            let mut s = format!("{}:{}", outcome.as_str().unwrap_or_default(), r.digest);
+            if let Some(l) = ecr_mirror_sync::mirror::referrers::label_of(r) {
+                s = format!("{s}:{}", l.as_str());
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The failure label of a planned action (`None` for skips and copies).
@@ -172,6 +198,10 @@ pub struct Summary {
     pub rate_limit_remaining: Option<i64>,
     /// Wall time.
     pub duration_secs: f64,
+    /// Referrers copied with the items.
+    pub referrers_copied: usize,
+    /// Referrers the destination refused (reported per artifact; the items were copied).
+    pub referrers_failed: usize,
 }
 
 impl Summary {
@@ -184,6 +214,10 @@ impl Summary {
                 Outcome::Copied(r) => {
                     s.copied += 1;
                     s.bytes += r.bytes;
+                    let (copied, _, _, failed) =
+                        ecr_mirror_sync::mirror::referrers::counts(&r.referrers);
+                    s.referrers_copied += copied;
+                    s.referrers_failed += failed;
                 }
                 Outcome::Blocked(_) => s.blocked += 1,
                 Outcome::Failed(_) => s.failed += 1,
@@ -231,6 +265,10 @@ impl Summary {
 /// A report-file row for an executed sync item.
 pub fn file_row(e: &Executed) -> crate::app::report::files::Row {
     let a = &e.action;
+    let referrers = match &e.outcome {
+        Outcome::Copied(r) => referrers_cell(&r.referrers),
+        _ => String::new(),
+    };
     let (dest_digest, platforms, bytes, reason, label) = match &e.outcome {
         Outcome::Copied(r) => (
             r.digest.clone(),
@@ -270,6 +308,7 @@ pub fn file_row(e: &Executed) -> crate::app::report::files::Row {
         label,
         bytes,
         duration_secs: e.secs,
+        referrers,
     }
 }
 

@@ -134,6 +134,7 @@ pub fn file_rows(run: &VerifyRun) -> Vec<Row> {
             },
             bytes: 0,
             duration_secs: *secs,
+            referrers: String::new(),
         })
         .collect()
 }

@@ -1213,6 +1213,7 @@ other: value
             tags: "tags".into(),
             platforms: "arch".into(),
             rule: "rule".into(),
+            ..TagKeys::default()
         };
         let d = desired("r", "nginx", &["1"]);
         let m = merge_tags(

@@ -120,6 +120,8 @@ pub struct CopyReport {
     pub manifests_put: u64,
     /// Platform children copied (`os/arch[/variant]` → digest); empty for a single image.
     pub platforms: Vec<(String, String)>,
+    /// The referrers of the copied manifests, and of those referrers.
+    pub referrers: Vec<crate::oci::referrers::ReferrerReport>,
     /// Whether the destination already held this exact image, so nothing was written.
     pub unchanged: bool,
     /// Wall time.
@@ -154,8 +156,8 @@ pub struct Copy<'a> {
     pub progress: Arc<dyn Progress>,
     /// Cancelled on SIGTERM/Ctrl-C: checked before the tag is written.
     pub cancel: &'a CancellationToken,
-    /// Also copy the cosign `sha256-<hex>.sig` tags of the copied manifests.
-    pub signatures: bool,
+    /// Which referrers of the copied manifests travel with them ([`crate::oci::referrers`]).
+    pub referrers: crate::oci::referrers::ReferrerFilter,
     /// What the destination tag held when the caller looked (`Some(None)`: absent), so that
     /// the copy need not HEAD it again before writing; `None` makes the copy HEAD it.
     pub dst_current: Option<Option<&'a str>>,
@@ -242,22 +244,22 @@ impl Copy<'_> {
             }
         };
         let unchanged = current.as_deref() == Some(to_put.digest.as_str());
+        // Referrers travel before the tag moves. A filtered index has a new digest, so only
+        // the children's referrers apply; the index's own go with an unfiltered copy.
+        let mut subjects = Vec::new();
+        if to_put.digest == top.digest {
+            subjects.push(top.digest.clone());
+        }
+        subjects.extend(platforms.iter().map(|(_, d)| d.clone()));
+        let before_top = (!unchanged && to_put.digest == top.digest).then_some(&to_put);
+        let referrers =
+            crate::oci::referrers::copy_referrers(self, &subjects, before_top, &stats).await?;
         if !unchanged {
             if self.cancel.is_cancelled() {
                 return Err(RegistryError::Cancelled);
             }
             self.put(self.dst_tag, &to_put).await?;
             stats.manifests_put.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.signatures {
-            // A filtered index has a new digest, so only the children's signatures apply.
-            let mut signed: Vec<String> = platforms.iter().map(|(_, d)| d.clone()).collect();
-            if to_put.digest == top.digest {
-                signed.push(top.digest.clone());
-            }
-            for digest in signed {
-                self.copy_signature(&digest, &stats, ss).await?;
-            }
         }
         Ok(CopyReport {
             source_digest: top.digest.clone(),
@@ -268,13 +270,12 @@ impl Copy<'_> {
             bytes: stats.bytes.load(Ordering::Relaxed),
             manifests_put: stats.manifests_put.load(Ordering::Relaxed),
             platforms,
+            referrers,
             unchanged: unchanged && stats.manifests_put.load(Ordering::Relaxed) == 0,
             duration: started.elapsed(),
         })
     }
 
-    /// Copies `sha256-<hex>.sig` (cosign's signature tag for `digest`) when upstream has it, so
-    /// that consumers of the mirror can verify with `remapIdentity` or `exactRepository`.
     /// PUTs a manifest into the destination repository and notes the blobs it commits there.
     async fn put(&self, reference: &str, m: &Manifest) -> Result<(), RegistryError> {
         self.dst
@@ -284,48 +285,6 @@ impl Copy<'_> {
         self.dst
             .tracker
             .committed(self.dst_repo, referenced_blobs(m));
-        Ok(())
-    }
-
-    async fn copy_signature(
-        &self,
-        digest: &str,
-        stats: &CopyStats,
-        ss: &Session<'_>,
-    ) -> Result<(), RegistryError> {
-        // Signature tags exist only in registries.
-        let Some((src_reg, src_repo)) = self.src.registry() else {
-            return Ok(());
-        };
-        let tag = format!("{}.sig", digest.replacen(':', "-", 1));
-        // One tag listing per source repository and run answers "no signature" for all of
-        // its images without a HEAD each (3 per two-platform index).
-        if let Some(tags) = src_reg.listed_tags(src_repo).await {
-            if !tags.contains(&tag) {
-                return Ok(());
-            }
-        }
-        let Some(src_head) = src_reg.head_manifest(src_repo, &tag).await? else {
-            return Ok(());
-        };
-        if let Some(h) = self.dst.registry.head_manifest(self.dst_repo, &tag).await? {
-            if h.digest == src_head.digest {
-                return Ok(());
-            }
-        }
-        let m = src_reg.get_manifest(src_repo, &tag).await?;
-        let Parsed::Image(img) = m.parse(&format!("{src_repo}:{tag}"))? else {
-            return Err(RegistryError::Invalid {
-                what: format!("{src_repo}:{tag}"),
-                reason: "a signature tag must hold an image manifest".into(),
-            });
-        };
-        self.copy_blobs(&img, stats, ss).await?;
-        if self.cancel.is_cancelled() {
-            return Err(RegistryError::Cancelled);
-        }
-        self.put(&tag, &m).await?;
-        stats.manifests_put.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -486,7 +445,7 @@ impl Copy<'_> {
         })
     }
 
-    async fn copy_blobs(
+    pub(in crate::oci) async fn copy_blobs(
         &self,
         m: &OciImageManifest,
         stats: &CopyStats,

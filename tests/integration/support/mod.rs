@@ -33,6 +33,7 @@ mod paging;
 pub mod personality;
 mod proxy;
 mod pushgateway;
+mod referrers_api;
 mod registry;
 pub mod sigstore;
 
@@ -62,6 +63,8 @@ pub use paging::PagingRegistry;
 #[allow(unused_imports)]
 pub use proxy::{Fault, FaultProxy, Hit, Rule, Schedule};
 pub use pushgateway::{promtool_check_metrics, Pushgateway};
+#[allow(unused_imports)]
+pub use referrers_api::ReferrersApi;
 #[allow(unused_imports)]
 pub use registry::{count, kind_of, parse_access_line, Kind, Registry, RegistryOptions, Request};
 

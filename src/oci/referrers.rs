@@ -1,0 +1,760 @@
+//! Referrers: the artifacts that point at a manifest (signatures, SBOMs, attestations, sigstore
+//! bundles), found and copied with the image they describe.
+//!
+//! Finding them, for one subject digest in the source repository:
+//! 1. the referrers API, `GET /v2/<name>/referrers/<digest>` (OCI distribution 1.1), following
+//!    `Link: <...>; rel="next"` pages, with `?artifactType=` when exactly one type is wanted
+//!    (the answer is filtered again here: a registry may ignore the filter, and says so by
+//!    leaving `OCI-Filters-Applied` out);
+//! 2. where the API answers 404, the referrers tag schema: an index tagged `sha256-<hex>`;
+//! 3. the legacy cosign tags `sha256-<hex>.sig`, `.att` and `.sbom`.
+//!
+//! Tags are looked up through the run's one tag listing per repository
+//! ([`Registry::listed_tags`]), so a registry without the API costs one request per subject (the
+//! API's 404), not one per tag kind.
+//!
+//! Copying them ([`copy_referrers`]): each artifact byte for byte (its digest kept), its blobs
+//! first, then its manifest by digest, then its own referrers (a signature on an SBOM), depth
+//! first and bounded. All of it happens before the image's tag moves, so a tag in the
+//! destination means its referrers were complete when it moved. Into a registry with the API the
+//! manifest is pushed with its `subject` and the registry indexes it (it answers the PUT with
+//! `OCI-Subject`); into one without, the `sha256-<hex>` index there is read, the new entries
+//! are appended after the ones other tools wrote, and it is written once per subject.
+//!
+//! A registry that refuses a referrer with 405 (ECR for a subject that is an index,
+//! containers-roadmap #2783) fails that artifact only: it is reported, the image is copied.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+
+use super::client::Registry;
+use super::copy::{Copy, CopyStats};
+use super::manifest::{sha256_digest, Manifest, Parsed, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES};
+use super::transport::{transport_err, Access};
+use super::RegistryError;
+
+/// The media type of a referrers list and of a fallback index.
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// The artifact type given to a legacy cosign `.sig` tag (the media type of its layers).
+pub const COSIGN_SIG_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The artifact type given to a legacy cosign `.att` tag (the media type of its layers).
+pub const COSIGN_ATT_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// The artifact type given to a legacy cosign `.sbom` tag.
+pub const COSIGN_SBOM_TYPE: &str = "application/vnd.dev.cosign.artifact.sbom.v1+json";
+
+/// The legacy cosign tag suffixes, with the artifact type each is reported and selected as.
+pub const COSIGN_TAGS: [(&str, &str); 3] = [
+    ("sig", COSIGN_SIG_TYPE),
+    ("att", COSIGN_ATT_TYPE),
+    ("sbom", COSIGN_SBOM_TYPE),
+];
+
+/// How many pages of one referrers list are read at most.
+const MAX_PAGES: usize = 32;
+
+/// Which referrers travel with an image.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ReferrerFilter {
+    /// Every referrer (a full-fidelity mirror).
+    #[default]
+    All,
+    /// None.
+    None,
+    /// Those whose artifact type is one of these (full media types; an entry without
+    /// parameters also matches the type with parameters, e.g. `...bundle+json;version=0.2`).
+    Types(BTreeSet<String>),
+}
+
+impl ReferrerFilter {
+    /// Whether an artifact of type `artifact_type` travels.
+    pub fn selects(&self, artifact_type: &str) -> bool {
+        match self {
+            ReferrerFilter::All => true,
+            ReferrerFilter::None => false,
+            ReferrerFilter::Types(t) => {
+                let essence = artifact_type.split(';').next().unwrap_or("").trim();
+                t.contains(artifact_type) || t.contains(essence)
+            }
+        }
+    }
+
+    /// Whether nothing travels.
+    pub fn is_none(&self) -> bool {
+        match self {
+            ReferrerFilter::None => true,
+            ReferrerFilter::Types(t) => t.is_empty(),
+            ReferrerFilter::All => false,
+        }
+    }
+
+    /// The one type to ask the API for, when exactly one is wanted.
+    fn single(&self) -> Option<&str> {
+        match self {
+            ReferrerFilter::Types(t) if t.len() == 1 => t.iter().next().map(String::as_str),
+            _ => None,
+        }
+    }
+}
+
+/// A descriptor in a referrers list or fallback index.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// The manifest's media type.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Its artifact type (`artifactType`, else the config's media type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListBody {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+/// Where a referrer was found in the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// The referrers API.
+    Api,
+    /// The `sha256-<hex>` fallback index.
+    FallbackTag,
+    /// A legacy cosign tag (`.sig`, `.att`, `.sbom`).
+    CosignTag,
+}
+
+/// What happened to one referrer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferrerOutcome {
+    /// Copied in this run.
+    Copied,
+    /// The destination already listed it.
+    Present,
+    /// Its artifact type is not selected.
+    Skipped,
+    /// The destination refused it; the image was copied anyway.
+    Failed,
+}
+
+/// One referrer of a copied manifest, as the report shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReferrerReport {
+    /// The digest it refers to (a copied manifest, or another referrer).
+    pub subject: String,
+    /// Its digest (kept: the bytes are copied as they are).
+    pub digest: String,
+    /// Its artifact type.
+    pub artifact_type: String,
+    /// Where it was found.
+    pub via: Via,
+    /// The tag it is stored under, for a legacy cosign tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// What happened.
+    pub outcome: ReferrerOutcome,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The error behind a failure, for classification.
+    #[serde(skip)]
+    pub error: Option<Arc<RegistryError>>,
+}
+
+/// A referrer found in the source.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// Its descriptor (for a cosign tag: made from a HEAD; size 0 until fetched).
+    pub descriptor: Descriptor,
+    /// Where it was found.
+    pub via: Via,
+    /// The tag, for a cosign tag.
+    pub tag: Option<String>,
+}
+
+/// `sha256-<hex>` for `sha256:<hex>`: the fallback tag of a digest.
+pub fn fallback_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
+impl Registry {
+    /// The referrers of `digest` in `repo` through the referrers API, all pages. `Ok(None)`
+    /// when the registry has no such API (404).
+    pub async fn list_referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+        let what = format!("referrers of {repo}@{digest}");
+        let scopes = Self::scope_key(repo, Access::Pull, None);
+        let mut url = format!("/v2/{repo}/referrers/{digest}");
+        if let Some(t) = artifact_type {
+            url = format!("{url}?artifactType={}", urlencode(t));
+        }
+        let mut all = Vec::new();
+        for page in 0..MAX_PAGES {
+            let (status, next, body) = self
+                .retrying(&what, || async {
+                    let res = self
+                        .send(
+                            Method::GET,
+                            &url,
+                            &scopes,
+                            &what,
+                            &[StatusCode::OK, StatusCode::NOT_FOUND],
+                            &|rb| rb.header(ACCEPT, INDEX_MEDIA_TYPE),
+                        )
+                        .await?;
+                    let status = res.status();
+                    let next = res
+                        .headers()
+                        .get(reqwest::header::LINK)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(next_link)
+                        .map(|n| res.url().join(&n).map(|u| u.to_string()).unwrap_or(n));
+                    let body = self.read_limited(res, &what).await?;
+                    Ok((status, next, body))
+                })
+                .await?;
+            if status == StatusCode::NOT_FOUND {
+                if page == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let list: ListBody =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                    what: what.clone(),
+                    reason: format!("not a referrers list: {e}"),
+                })?;
+            all.extend(list.manifests);
+            match next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        Ok(Some(all))
+    }
+
+    /// GETs a manifest, `Ok(None)` on 404.
+    pub async fn get_manifest_if_any(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        match self.get_manifest(repo, reference).await {
+            Ok(m) => Ok(Some(m)),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// PUTs a manifest's exact bytes and tells whether the registry processed its `subject`
+    /// (the `OCI-Subject` response header of a registry with the referrers API).
+    pub async fn put_manifest_with_subject(
+        &self,
+        repo: &str,
+        reference: &str,
+        m: &Manifest,
+    ) -> Result<bool, RegistryError> {
+        let what = format!("manifest {repo}:{reference}");
+        let scopes = Self::scope_key(repo, Access::Push, None);
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let res = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::PUT,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
+                    &|rb| {
+                        rb.header(CONTENT_TYPE, m.media_type.as_str())
+                            .body(m.bytes.clone())
+                    },
+                )
+                .await
+            })
+            .await?;
+        Ok(res.headers().contains_key("oci-subject"))
+    }
+
+    async fn read_limited(
+        &self,
+        res: reqwest::Response,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let mut body = Vec::new();
+        let mut stream = res.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, what, &e))?;
+            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                return Err(RegistryError::Invalid {
+                    what: what.to_string(),
+                    reason: format!("larger than the {MAX_MANIFEST_BYTES}-byte limit"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Whether `repo` may have the tag: `false` only when the run's complete tag listing
+    /// lacks it.
+    async fn may_have_tag(&self, repo: &str, tag: &str) -> bool {
+        match self.listed_tags(repo).await {
+            Some(tags) => tags.contains(tag),
+            None => true,
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The referrers of `digest` in `repo`: the API, else the fallback index; and the cosign tags.
+pub async fn find(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    filter: &ReferrerFilter,
+) -> Result<Vec<Found>, RegistryError> {
+    let mut found = Vec::new();
+    match reg.list_referrers(repo, digest, filter.single()).await? {
+        Some(list) => found.extend(list.into_iter().map(|d| Found {
+            descriptor: d,
+            via: Via::Api,
+            tag: None,
+        })),
+        None => {
+            let tag = fallback_tag(digest);
+            if reg.may_have_tag(repo, &tag).await {
+                if let Some(m) = reg.get_manifest_if_any(repo, &tag).await? {
+                    let list: ListBody =
+                        serde_json::from_slice(&m.bytes).map_err(|e| RegistryError::Invalid {
+                            what: format!("{repo}:{tag}"),
+                            reason: format!("not a referrers index: {e}"),
+                        })?;
+                    found.extend(list.manifests.into_iter().map(|d| Found {
+                        descriptor: d,
+                        via: Via::FallbackTag,
+                        tag: None,
+                    }));
+                }
+            }
+        }
+    }
+    for (suffix, artifact_type) in COSIGN_TAGS {
+        let tag = format!("{}.{suffix}", fallback_tag(digest));
+        if !reg.may_have_tag(repo, &tag).await {
+            continue;
+        }
+        if let Some(h) = reg.head_manifest(repo, &tag).await? {
+            found.push(Found {
+                descriptor: Descriptor {
+                    media_type: h.media_type,
+                    digest: h.digest,
+                    size: 0,
+                    artifact_type: Some(artifact_type.to_string()),
+                    annotations: None,
+                },
+                via: Via::CosignTag,
+                tag: Some(tag),
+            });
+        }
+    }
+    let mut seen = HashSet::new();
+    found.retain(|f| seen.insert((f.descriptor.digest.clone(), f.tag.clone())));
+    Ok(found)
+}
+
+/// The artifact type of a referrer manifest: `artifactType`, else the config's media type.
+fn artifact_type_of(m: &Manifest) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        artifact_type: Option<String>,
+        config: Option<Cfg>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Cfg {
+        media_type: String,
+    }
+    let p: Probe = serde_json::from_slice(&m.bytes).ok()?;
+    p.artifact_type.or(p.config.map(|c| c.media_type))
+}
+
+/// What the destination lists as referrers of one subject.
+struct DestListing {
+    /// Whether the destination has the referrers API.
+    api: bool,
+    /// Digests it lists.
+    listed: HashSet<String>,
+    /// The fallback index as stored, when there is one (no API).
+    fallback: Option<serde_json::Value>,
+}
+
+async fn dest_listing(
+    reg: &Registry,
+    repo: &str,
+    subject: &str,
+) -> Result<DestListing, RegistryError> {
+    if let Some(list) = reg.list_referrers(repo, subject, None).await? {
+        return Ok(DestListing {
+            api: true,
+            listed: list.into_iter().map(|d| d.digest).collect(),
+            fallback: None,
+        });
+    }
+    let tag = fallback_tag(subject);
+    let Some(m) = reg.get_manifest_if_any(repo, &tag).await? else {
+        return Ok(DestListing {
+            api: false,
+            listed: HashSet::new(),
+            fallback: None,
+        });
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&m.bytes).map_err(|e| RegistryError::Invalid {
+            what: format!("{repo}:{tag}"),
+            reason: format!("not a referrers index: {e}"),
+        })?;
+    let listed = v["manifests"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d["digest"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(DestListing {
+        api: false,
+        listed,
+        fallback: Some(v),
+    })
+}
+
+/// The fallback index `existing` (another tool's, or ours) with `add` appended; every entry
+/// already there is kept as it was.
+pub fn merged_fallback(existing: Option<&serde_json::Value>, add: &[Descriptor]) -> Manifest {
+    let mut v = existing.cloned().unwrap_or_else(|| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [],
+        })
+    });
+    if !v["manifests"].is_array() {
+        v["manifests"] = serde_json::json!([]);
+    }
+    let list = v["manifests"].as_array_mut().expect("an array");
+    let mut have: HashSet<String> = list
+        .iter()
+        .filter_map(|d| d["digest"].as_str().map(str::to_string))
+        .collect();
+    for d in add {
+        if have.insert(d.digest.clone()) {
+            list.push(serde_json::to_value(d).expect("a descriptor serialises"));
+        }
+    }
+    let bytes = serde_json::to_vec(&v).expect("JSON serialises");
+    Manifest {
+        digest: sha256_digest(&bytes),
+        bytes: bytes.into(),
+        media_type: INDEX_MEDIA_TYPE.to_string(),
+    }
+}
+
+/// Copies the referrers of each of `subjects` (digests already in, or about to be in, the
+/// destination repository) and theirs, before the caller moves the tag. `before_top` is the
+/// manifest whose digest is `subjects[0]` when the destination does not hold it yet: it is
+/// written by digest first, only if it has referrers, so that they never point at nothing.
+pub(crate) async fn copy_referrers(
+    c: &Copy<'_>,
+    subjects: &[String],
+    before_top: Option<&Manifest>,
+    stats: &CopyStats,
+) -> Result<Vec<ReferrerReport>, RegistryError> {
+    let Some((src, src_repo)) = c.src.registry() else {
+        return Ok(vec![]);
+    };
+    if c.referrers.is_none() {
+        return Ok(vec![]);
+    }
+    let ctx = Ctx {
+        c,
+        src,
+        src_repo,
+        stats,
+    };
+    let mut reports = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        let ensure = if i == 0 { before_top } else { None };
+        let visited = BTreeSet::from([s.clone()]);
+        reports.extend(ctx.of_subject(s, ensure, 0, &visited).await?);
+    }
+    Ok(reports)
+}
+
+struct Ctx<'a, 'b> {
+    c: &'a Copy<'b>,
+    src: &'a Registry,
+    src_repo: &'a str,
+    stats: &'a CopyStats,
+}
+
+impl Ctx<'_, '_> {
+    fn of_subject<'s>(
+        &'s self,
+        subject: &'s str,
+        ensure: Option<&'s Manifest>,
+        depth: usize,
+        visited: &'s BTreeSet<String>,
+    ) -> futures::future::BoxFuture<'s, Result<Vec<ReferrerReport>, RegistryError>> {
+        Box::pin(async move {
+            let filter = &self.c.referrers;
+            let found = find(self.src, self.src_repo, subject, filter).await?;
+            if found.is_empty() {
+                return Ok(vec![]);
+            }
+            let dst = &self.c.dst.registry;
+            let dst_repo = self.c.dst_repo;
+            if let Some(m) = ensure {
+                dst.put_manifest(dst_repo, &m.digest, m).await?;
+                self.stats
+                    .manifests_put
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let mut listing: Option<DestListing> = None;
+            let mut reports = Vec::new();
+            let mut to_list = Vec::new();
+            for f in found {
+                let d = &f.descriptor;
+                if visited.contains(&d.digest) || depth >= MAX_INDEX_DEPTH {
+                    continue;
+                }
+                let report =
+                    |artifact_type: &str, outcome, error: Option<RegistryError>| ReferrerReport {
+                        subject: subject.to_string(),
+                        digest: d.digest.clone(),
+                        artifact_type: artifact_type.to_string(),
+                        via: f.via,
+                        tag: f.tag.clone(),
+                        outcome,
+                        message: error.as_ref().map(|e| e.to_string()),
+                        error: error.map(Arc::new),
+                    };
+                // The manifest is fetched only to learn a missing artifact type, or to copy.
+                let mut fetched: Option<Manifest> = None;
+                let artifact_type = match &d.artifact_type {
+                    Some(t) => t.clone(),
+                    None => {
+                        let m = self.src.get_manifest(self.src_repo, &d.digest).await?;
+                        let t = artifact_type_of(&m).unwrap_or_default();
+                        fetched = Some(m);
+                        t
+                    }
+                };
+                if !filter.selects(&artifact_type) {
+                    reports.push(report(&artifact_type, ReferrerOutcome::Skipped, None));
+                    continue;
+                }
+                let present = match &f.tag {
+                    Some(tag) => dst
+                        .head_manifest(dst_repo, tag)
+                        .await?
+                        .is_some_and(|h| h.digest == d.digest),
+                    None => {
+                        if listing.is_none() {
+                            listing = Some(dest_listing(dst, dst_repo, subject).await?);
+                        }
+                        listing
+                            .as_ref()
+                            .is_some_and(|l| l.listed.contains(&d.digest))
+                    }
+                };
+                if present {
+                    reports.push(report(&artifact_type, ReferrerOutcome::Present, None));
+                } else {
+                    let m = match fetched.take() {
+                        Some(m) => m,
+                        None => self.src.get_manifest(self.src_repo, &d.digest).await?,
+                    };
+                    match self.place(&m, f.tag.as_deref()).await {
+                        Ok(()) => {
+                            reports.push(report(&artifact_type, ReferrerOutcome::Copied, None));
+                            if f.tag.is_none() {
+                                to_list.push(Descriptor {
+                                    media_type: m.media_type.clone(),
+                                    digest: m.digest.clone(),
+                                    size: m.bytes.len() as i64,
+                                    artifact_type: Some(artifact_type.clone()),
+                                    annotations: d.annotations.clone(),
+                                });
+                            }
+                        }
+                        // A registry that refuses this referrer (ECR's 405 for a subject
+                        // that is an index): this artifact fails, the image goes on.
+                        Err(e @ RegistryError::Status { status: 405, .. }) => {
+                            reports.push(report(&artifact_type, ReferrerOutcome::Failed, Some(e)));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                let mut deeper = visited.clone();
+                deeper.insert(d.digest.clone());
+                reports.extend(self.of_subject(&d.digest, None, depth + 1, &deeper).await?);
+            }
+            if let Some(l) = listing.filter(|l| !l.api) {
+                if !to_list.is_empty() {
+                    let index = merged_fallback(l.fallback.as_ref(), &to_list);
+                    if self.c.cancel.is_cancelled() {
+                        return Err(RegistryError::Cancelled);
+                    }
+                    dst.put_manifest(dst_repo, &fallback_tag(subject), &index)
+                        .await?;
+                    self.stats
+                        .manifests_put
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Ok(reports)
+        })
+    }
+
+    /// Writes one referrer: its blobs (or, for an index, its children), then its manifest by
+    /// digest, or by `tag` for a cosign tag.
+    async fn place(&self, m: &Manifest, tag: Option<&str>) -> Result<(), RegistryError> {
+        let what = format!("{}@{}", self.c.src.name(), m.digest);
+        match m.parse(&what)? {
+            Parsed::Image(img) => self.c.copy_blobs(&img, self.stats).await?,
+            Parsed::Index(idx) => {
+                for child in &idx.manifests {
+                    let cm = self.src.get_manifest(self.src_repo, &child.digest).await?;
+                    match cm.parse(&what)? {
+                        Parsed::Image(img) => self.c.copy_blobs(&img, self.stats).await?,
+                        Parsed::Index(_) => {
+                            return Err(RegistryError::Unsupported {
+                                what,
+                                reason: "a referrer that is an index of indexes".into(),
+                            })
+                        }
+                    }
+                    self.c
+                        .dst
+                        .registry
+                        .put_manifest(self.c.dst_repo, &cm.digest, &cm)
+                        .await?;
+                }
+            }
+        }
+        if self.c.cancel.is_cancelled() {
+            return Err(RegistryError::Cancelled);
+        }
+        self.c
+            .dst
+            .registry
+            .put_manifest_with_subject(self.c.dst_repo, tag.unwrap_or(&m.digest), m)
+            .await?;
+        self.stats
+            .manifests_put
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_link_forms() {
+        assert_eq!(
+            next_link(r#"</v2/a/referrers/sha256:1?n=1&last=x>; rel="next""#).as_deref(),
+            Some("/v2/a/referrers/sha256:1?n=1&last=x")
+        );
+        assert_eq!(next_link(r#"<https://x/y>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn filter_matches_essence_and_exact() {
+        let f = ReferrerFilter::Types(BTreeSet::from([
+            "application/vnd.dev.sigstore.bundle+json".to_string()
+        ]));
+        assert!(f.selects("application/vnd.dev.sigstore.bundle+json;version=0.2"));
+        assert!(!f.selects("application/spdx+json"));
+        assert!(ReferrerFilter::All.selects("x/y"));
+        assert!(!ReferrerFilter::None.selects("x/y"));
+        assert!(ReferrerFilter::Types(BTreeSet::new()).is_none());
+    }
+
+    #[test]
+    fn merged_fallback_keeps_other_entries() {
+        let existing = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [{"mediaType": "m", "digest": "sha256:other", "size": 3,
+                           "artifactType": "x/other", "annotations": {"k": "v"}, "extra": 1}],
+        });
+        let add = Descriptor {
+            media_type: "m".into(),
+            digest: "sha256:new".into(),
+            size: 5,
+            artifact_type: Some("x/new".into()),
+            annotations: None,
+        };
+        let m = merged_fallback(Some(&existing), &[add.clone(), add]);
+        let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+        let list = v["manifests"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["extra"], 1);
+        assert_eq!(list[0]["annotations"]["k"], "v");
+        assert_eq!(list[1]["digest"], "sha256:new");
+        assert_eq!(m.digest, sha256_digest(&m.bytes));
+    }
+}

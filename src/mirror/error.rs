@@ -140,7 +140,7 @@ impl Label {
     }
 
     /// Every label, in a stable order (for docs and tests).
-    pub const ALL: [Label; 21] = [
+    pub const ALL: [Label; 22] = [
         Label::UpstreamNotFound,
         Label::NotFound,
         Label::Auth,

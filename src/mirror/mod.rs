@@ -6,6 +6,7 @@ pub mod error;
 pub mod estate;
 pub mod exec;
 pub mod import;
+mod near_miss;
 pub mod observe;
 pub mod plan;
 pub mod referrers;

@@ -17,6 +17,9 @@
 //! needs the image key and at least one of the tags and rule keys, or it is an error. Key names are configurable ([`TagKeys`]). Values must use only the characters AWS
 //! accepts in tag values: moto accepts anything, real AWS does not, so we check ourselves.
 
+#[cfg(test)]
+use crate::mirror::near_miss::edit_distance;
+use crate::mirror::near_miss::near_miss;
 use crate::mirror::spec::MirrorSpec;
 use crate::mirror::tag_rule::{RuleError, TagRule};
 use crate::oci::{validate_tag, ImageRef, PlatformFilter, SpecError};
@@ -323,20 +326,21 @@ fn parse_marked(
     }
     Some(
         parse_spec(
-        repository,
-        Given {
-            image,
-            list,
-            platforms,
-            rule,
-        },
-        keys,
-        warnings,
+            repository,
+            Given {
+                image,
+                list,
+                platforms,
+                rule,
+            },
+            keys,
+            warnings,
+        )
+        .and_then(|mut spec| {
+            spec.referrers = parse_referrers(repository, referrers, keys)?;
+            Ok(spec)
+        }),
     )
-    .and_then(|mut spec| {
-        spec.referrers = parse_referrers(repository, referrers, keys)?;
-        Ok(spec)
-    }))
 }
 
 /// The `upstream-referrers` value: AWS's characters and length, then the selection grammar
@@ -563,53 +567,6 @@ fn near_miss_warnings(repository: &str, tags: &[(String, String)], keys: &TagKey
         }
     }
     out
-}
-
-/// Why `key` looks like a misspelt `want`, if it does: a different case, `_` for `-`, or one
-/// edit (insertion, deletion, substitution, or swap of adjacent characters) after both.
-fn near_miss(key: &str, want: &str) -> Option<&'static str> {
-    if key == want {
-        return None;
-    }
-    if key.eq_ignore_ascii_case(want) {
-        return Some("different case");
-    }
-    let norm = |s: &str| s.to_ascii_lowercase().replace('_', "-");
-    let (k, w) = (norm(key), norm(want));
-    if k == w {
-        return Some("'_' instead of '-'");
-    }
-    if edit_distance(&k, &w) == 1 {
-        return Some("a one-character typo");
-    }
-    None
-}
-
-/// Optimal-string-alignment distance (Levenshtein plus adjacent swaps), by characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j]
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

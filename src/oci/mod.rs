@@ -18,8 +18,8 @@ pub mod manifest;
 pub mod platform;
 mod pull_budget;
 pub mod reference;
-pub mod tag_list;
 pub mod referrers;
+pub mod tag_list;
 pub mod transport;
 
 pub use client::{ByteStream, ManifestHead, Mount, MONOLITHIC_MAX};

@@ -1,5 +1,6 @@
 //! The grammar of a rule: space-separated `key=value` words, each given at most once.
 
+use crate::mirror::near_miss::edit_distance;
 use std::fmt;
 use std::num::NonZeroUsize;
 
@@ -390,32 +391,6 @@ fn near_miss(key: &str) -> Option<&'static str> {
             .find(|w| lower == **w || edit_distance(&lower, w) <= 1)
             .copied()
     })
-}
-
-/// Optimal-string-alignment distance: insertions, deletions, substitutions, adjacent swaps.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 fn parse_semver(val: &str) -> Result<SemverRange, String> {

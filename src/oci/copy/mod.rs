@@ -43,6 +43,7 @@ use super::client::{ByteStream, Mount};
 use super::transport::Registry;
 
 mod blob;
+mod referrers;
 mod source;
 mod tracker;
 
@@ -54,7 +55,9 @@ use super::manifest::{
 use crate::oci::PlatformFilter;
 use crate::oci::RegistryError;
 use blob::push_blob;
+pub use referrers::merged_fallback;
 pub use source::{ImageSource, RegistryImage};
+pub(in crate::oci) use tracker::Session;
 use tracker::*;
 pub use tracker::{BlobTracker, Destination, MountPolicy};
 
@@ -252,8 +255,7 @@ impl Copy<'_> {
         }
         subjects.extend(platforms.iter().map(|(_, d)| d.clone()));
         let before_top = (!unchanged && to_put.digest == top.digest).then_some(&to_put);
-        let referrers =
-            crate::oci::referrers::copy_referrers(self, &subjects, before_top, &stats).await?;
+        let referrers = referrers::copy_referrers(self, &subjects, before_top, &stats).await?;
         if !unchanged {
             if self.cancel.is_cancelled() {
                 return Err(RegistryError::Cancelled);

@@ -85,13 +85,13 @@ pub enum MountPolicy {
 
 /// The blobs a copy uploaded whose manifest it has not committed yet; released (and waiters
 /// woken) when the copy ends, however it ends.
-pub(super) struct Session<'t> {
+pub(in crate::oci) struct Session<'t> {
     tracker: &'t BlobTracker,
     pending: Mutex<Vec<RepoBlob>>,
 }
 
 impl<'t> Session<'t> {
-    pub(super) fn new(tracker: &'t BlobTracker) -> Session<'t> {
+    pub(in crate::oci) fn new(tracker: &'t BlobTracker) -> Session<'t> {
         Session {
             tracker,
             pending: Mutex::new(Vec::new()),

@@ -1775,7 +1775,8 @@ async fn verify_matches_full_and_filtered_mirrors_and_catches_a_tampered_child()
             "reason",
             "label",
             "bytes",
-            "duration_secs"
+            "duration_secs",
+            "referrers"
         ]
     );
     let rows: Vec<Vec<String>> = lines

@@ -143,7 +143,7 @@ pub async fn run(ctx: &Context, a: &PushArgs, cancel: &CancellationToken) -> Res
     let mut stats = PushStats::default();
     let archive_shown = a.archive.display().to_string();
     let result = tokio::select! {
-        r = push_image(&archive_shown, &dst, &dest.image.repository, &image, &tags, &progress, &mut stats, cancel) => r,
+        r = write_archive_tags(&archive_shown, &dst, &dest.image.repository, &image, &tags, &progress, &mut stats, cancel) => r,
         _ = cancel.cancelled() => Err(RegistryError::Cancelled),
     };
     if let Some(b) = &bar {
@@ -174,7 +174,7 @@ pub async fn run(ctx: &Context, a: &PushArgs, cancel: &CancellationToken) -> Res
 /// cost a HEAD and a PUT each: the run's tracker already placed the blobs and children.
 /// Returns whether nothing had to be written.
 #[allow(clippy::too_many_arguments)]
-async fn push_image(
+async fn write_archive_tags(
     archive: &str,
     dst: &Destination,
     repo: &str,

@@ -406,6 +406,11 @@ pub struct VerifyArgs {
     /// Also write images_<UTC timestamp>.csv, .md and .json (one row per tag) into DIR.
     #[arg(long, value_name = "DIR", env = "ECR_MIRROR_SYNC_REPORT_DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Which referrers must be in ECR too: `all` (the default, as for `sync`), `none`, or
+    /// artifact types and the short names `sig`, `sbom`, `att`, `bundle`, separated by
+    /// commas. A repository's `upstream-referrers` resource tag overrides it.
+    #[arg(long, env = "ECR_MIRROR_SYNC_REFERRERS", value_name = "all|none|TYPES")]
+    pub referrers: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub estate: EstateArgs,

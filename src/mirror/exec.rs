@@ -268,12 +268,7 @@ pub async fn sync(
     }
     // A repository's `upstream-referrers` tag overrides the run's selection (validated when
     // the tags were read).
-    let mut referrers = opts.referrers.clone();
-    for (repo, value) in &found.referrers {
-        if let Ok(f) = crate::mirror::referrers::parse_selection(value) {
-            referrers.per_repo.insert(repo.clone(), f);
-        }
-    }
+    let referrers = opts.referrers.with_repository_tags(&found.referrers);
     run.results = match &dest {
         Some(d) => {
             let mounts = if run.actions.iter().any(|a| a.kind.is_copy()) {

@@ -158,6 +158,18 @@ impl Referrers {
         }
     }
 
+    /// These settings with each repository's `upstream-referrers` resource tag (validated when
+    /// the tags were read) overriding the run's selection.
+    pub fn with_repository_tags(&self, tags: &HashMap<String, String>) -> Referrers {
+        let mut out = self.clone();
+        for (repo, value) in tags {
+            if let Ok(f) = parse_selection(value) {
+                out.per_repo.insert(repo.clone(), f);
+            }
+        }
+        out
+    }
+
     /// The selection for `repository`.
     pub fn for_repo(&self, repository: &str) -> ReferrerFilter {
         self.per_repo

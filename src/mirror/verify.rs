@@ -4,11 +4,16 @@
 //! compared as well as every child. A filtered mirror's index differs by design: its children
 //! are compared, and its index must record the upstream index digest
 //! ([`crate::oci::SOURCE_DIGEST_ANNOTATION`]).
+//!
+//! The referrers selected for a repository (`--referrers`, its `upstream-referrers` tag) are
+//! compared too: each one upstream of a compared manifest must be in ECR (a row
+//! `referrer <artifact type>`). Referrers of referrers are not followed here.
 
 use std::collections::BTreeMap;
 
 use crate::mirror::plan::Item;
 use crate::oci::manifest::{platform_string, recorded_source_digest, select_children, Parsed};
+use crate::oci::referrers::{self, ReferrerFilter};
 use crate::oci::PlatformFilter;
 use crate::oci::Registry;
 
@@ -78,7 +83,14 @@ async fn digests(
 }
 
 /// Compares one item. Upstream is read with GET (verify is an audit, not the nightly path).
-pub async fn check(item: &Item, src: &Registry, ecr: &Registry) -> ImageCheck {
+/// With a referrer selection, each selected referrer upstream of a compared manifest must be
+/// in ECR too: one row `referrer <artifact type>` each.
+pub async fn check(
+    item: &Item,
+    src: &Registry,
+    ecr: &Registry,
+    referrers: &ReferrerFilter,
+) -> ImageCheck {
     let mut c = ImageCheck {
         repository: item.repository.clone(),
         tag: item.tag.clone(),
@@ -117,7 +129,7 @@ pub async fn check(item: &Item, src: &Registry, ecr: &Registry) -> ImageCheck {
         };
         c.rows.push(Row {
             platform: "index".into(),
-            source: Some(up_top),
+            source: Some(up_top.clone()),
             ecr: Some(down_top.clone()),
             recorded_source,
             matches,
@@ -145,7 +157,66 @@ pub async fn check(item: &Item, src: &Registry, ecr: &Registry) -> ImageCheck {
             });
         }
     }
+    if !referrers.is_none() {
+        // The manifests whose referrers travel: each copied child, and the index itself when
+        // it is copied as is (a filtered index is a new manifest; upstream's referrers of the
+        // index do not apply to it).
+        let mut subjects: Vec<&String> = up_kids.values().collect();
+        if !single && item.platforms == PlatformFilter::All {
+            subjects.push(&up_top);
+        }
+        for subject in subjects {
+            match compare_referrers(item, src, ecr, subject, referrers).await {
+                Ok(rows) => c.rows.extend(rows),
+                Err(e) => {
+                    c.error = Some(format!("referrers of {subject}: {e}"));
+                    return c;
+                }
+            }
+        }
+    }
     c
+}
+
+/// One row per selected referrer of `subject` upstream: present in ECR, or not.
+async fn compare_referrers(
+    item: &Item,
+    src: &Registry,
+    ecr: &Registry,
+    subject: &str,
+    filter: &ReferrerFilter,
+) -> Result<Vec<Row>, String> {
+    let up = referrers::find(src, &item.source.image.repository, subject, filter)
+        .await
+        .map_err(|e| format!("upstream: {e}"))?;
+    let down = referrers::find(ecr, &item.repository, subject, filter)
+        .await
+        .map_err(|e| format!("ECR: {e}"))?;
+    let in_ecr: std::collections::HashSet<&str> =
+        down.iter().map(|f| f.descriptor.digest.as_str()).collect();
+    Ok(up
+        .iter()
+        .filter(|f| {
+            f.descriptor
+                .artifact_type
+                .as_deref()
+                .is_none_or(|t| filter.selects(t))
+        })
+        .map(|f| {
+            let d = &f.descriptor.digest;
+            let present = in_ecr.contains(d.as_str());
+            Row {
+                platform: format!(
+                    "referrer {}",
+                    f.descriptor.artifact_type.as_deref().unwrap_or("?")
+                ),
+                source: Some(d.clone()),
+                ecr: present.then(|| d.clone()),
+                recorded_source: None,
+                matches: present,
+            }
+        })
+        .collect())
 }
 
 /// The result of verifying an estate.
@@ -163,6 +234,7 @@ pub async fn verify_estate(
     opts: &crate::mirror::estate::EstateOptions,
     sources: &crate::mirror::sources::Sources,
     only: Option<&str>,
+    referrers: &crate::mirror::referrers::Referrers,
 ) -> crate::mirror::Result<Option<VerifyRun>> {
     use crate::mirror::estate;
     use futures::StreamExt;
@@ -182,12 +254,14 @@ pub async fn verify_estate(
         return Ok(Some(run));
     };
     let d = estate::destination(&found.api, host, opts).await?;
+    let referrers = referrers.with_repository_tags(&found.referrers);
     run.checks = futures::stream::iter(found.items.iter().map(|item| {
         let d = &d;
+        let filter = referrers.for_repo(&item.repository);
         async move {
             let t = std::time::Instant::now();
             let c = match sources.get(&item.source.image.registry).await {
-                Ok(src) => check(item, &src, d).await,
+                Ok(src) => check(item, &src, d, &filter).await,
                 Err(e) => ImageCheck {
                     repository: item.repository.clone(),
                     tag: item.tag.clone(),

@@ -509,3 +509,114 @@ async fn referrers_api_on_both_sides_and_the_405_manner() {
         "the image is copied and tagged"
     );
 }
+
+/// `verify` compares referrers too (issue 15, point 6). A mirror synced with `--referrers
+/// none` lacks them: `verify` (default `all`) fails and names each missing one in a
+/// `referrer <type>` row; `verify --referrers none` compares the images alone and passes. After
+/// `sync --refresh-referrers` has copied them onto the unchanged image, `verify` passes with a
+/// row per referrer.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_compares_referrers() {
+    use crate::support::{Moto, MOTO_ECR_PASSWORD, MOTO_ECR_USER};
+    let moto = Moto::start();
+    let src = Registry::start();
+    let ecr = Registry::start_htpasswd(MOTO_ECR_USER, MOTO_ECR_PASSWORD);
+    let sc = scene(61);
+    sc.push(&src.url(), "lib/app", true).await;
+    let r = moto
+        .ecr_api(
+            "CreateRepository",
+            json!({"repositoryName": "mirror/app", "tags": [
+                {"Key": "upstream-image", "Value": format!("{}/lib/app", src.host)},
+                {"Key": "upstream-tags", "Value": "v1"}]}),
+        )
+        .await;
+    assert_eq!(r["repository"]["repositoryName"], "mirror/app", "{r}");
+    let mut env = moto.env();
+    for (k, v) in [
+        ("ECR_MIRROR_SYNC_REGISTRY_ENDPOINT", ecr.url()),
+        ("ECR_MIRROR_SYNC_DEST_TLS_VERIFY", "false".into()),
+        ("ECR_MIRROR_SYNC_SRC_TLS_VERIFY", "false".into()),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    let sync = |extra: &'static [&'static str]| {
+        let env = env.clone();
+        async move {
+            let mut a = vec!["sync", "--output", "json", "--insecure-policy"];
+            a.extend_from_slice(extra);
+            run_async(&a, &env).await
+        }
+    };
+    let verify = |extra: &'static [&'static str]| {
+        let env = env.clone();
+        async move {
+            let mut a = vec!["verify", "--output", "json"];
+            a.extend_from_slice(extra);
+            run_async(&a, &env).await
+        }
+    };
+    let referrer_rows = |out: &Output| -> Vec<(String, bool)> {
+        let v = json_line(out, "verify");
+        let mut rows: Vec<(String, bool)> = v["data"]["rows"]
+            .as_array()
+            .or_else(|| v["rows"].as_array())
+            .unwrap_or_else(|| panic!("no rows: {v}"))
+            .iter()
+            .filter(|r| r["platform"].as_str().unwrap().starts_with("referrer "))
+            .map(|r| {
+                (
+                    r["source"].as_str().unwrap().to_string(),
+                    r["matches"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    // The referrers of the copied manifests (the index and its two children); a referrer of a
+    // referrer (the bundle on the SBOM) is not followed by verify.
+    let legacy = head_manifest(
+        &src.url(),
+        "lib/app",
+        &format!("{}.sig", fallback_tag(&sc.idx.images[1].digest)),
+        None,
+        None,
+    )
+    .await
+    .expect("the legacy signature tag upstream");
+    let mut expected = vec![sc.sbom.digest.clone(), sc.att.digest.clone(), legacy];
+    expected.sort();
+
+    let out = sync(&["--referrers", "none"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = verify(&[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let missing = referrer_rows(&out);
+    assert_eq!(
+        missing,
+        expected
+            .iter()
+            .map(|d| (d.clone(), false))
+            .collect::<Vec<_>>(),
+        "{}",
+        describe(&out)
+    );
+    let out = verify(&["--referrers", "none"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(referrer_rows(&out).is_empty(), "{}", describe(&out));
+
+    let out = sync(&["--refresh-referrers"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = verify(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        referrer_rows(&out),
+        expected
+            .iter()
+            .map(|d| (d.clone(), true))
+            .collect::<Vec<_>>(),
+        "{}",
+        describe(&out)
+    );
+}

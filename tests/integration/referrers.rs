@@ -585,7 +585,7 @@ async fn verify_compares_referrers() {
     )
     .await
     .expect("the legacy signature tag upstream");
-    let mut expected = vec![sc.sbom.digest.clone(), sc.att.digest.clone(), legacy];
+    let mut expected = [sc.sbom.digest.clone(), sc.att.digest.clone(), legacy];
     expected.sort();
 
     let out = sync(&["--referrers", "none"]).await;

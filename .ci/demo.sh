@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on local services, nothing leaves 127.0.0.1.
 #   moto (the ECR API) + an "upstream" registry + an "ECR" registry (htpasswd, holding the
-#   user AWS with moto's token as password, so the ECR auth flow is real end to end).
+#   user AWS with moto's token as password, so the ECR auth flow is real end to end), with
+#   Amazon ECR's data-plane manners in front of it (the tests' ECR personality, docs/registries.md).
 # Steps: generate multi-arch images upstream, copy one with a progress bar, tag ECR
 # repositories in moto, then list → sync --dry-run → sync → sync again (no-op) → list --check.
 set -euo pipefail
@@ -11,7 +12,8 @@ BIN=${BIN:-$ROOT/target/debug/ecr-mirror-sync}
 VENV=${VENV:-$ROOT/.venv}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ecr-mirror-sync-demo.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { touch "$WORK/ecr-manners.json.stop" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -37,9 +39,28 @@ start_registry upstream "$UP"
 start_registry ecr "$ECR" "$WORK/htpasswd"
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$MOTO/moto-api/" && break; sleep 0.1; done
 
+say "giving the ECR registry Amazon ECR's data-plane manners (docs/registries.md)"
+echo "  the PATCH of an upload answers 201, a manifest GET has no Docker-Content-Digest, DELETE of an"
+echo "  upload session is 405, mounts need BLOB_MOUNTING and a committed manifest, manifests <= 4 MiB"
+# The personality runs inside the integration test binary (tests/integration/support/personality.rs).
+TESTBIN=$(cargo test --test integration --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import sys, json
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "integration":
+        print(m["executable"])' | tail -1)
+[ -x "$TESTBIN" ] || { echo "cannot build the integration test binary (cargo test --test integration --no-run)" >&2; exit 1; }
+PERSONALITY_SERVE="ecr http://127.0.0.1:$ECR 0 $WORK/ecr-manners.json" \
+  "$TESTBIN" registries::serve_personality_for_benchmarks --ignored --exact --nocapture \
+  > "$WORK/ecr-manners.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/ecr-manners.json" ] && break; sleep 0.1; done
+[ -s "$WORK/ecr-manners.json" ] || { echo "the ECR personality did not start: $(cat "$WORK/ecr-manners.log")" >&2; exit 1; }
+ECR_FRONT=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["url"])' "$WORK/ecr-manners.json")
+echo "  ECR endpoint: $ECR_FRONT (in front of the registry on :$ECR)"
+
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
        AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-export ECR_MIRROR_SYNC_REGISTRY_ENDPOINT=http://127.0.0.1:$ECR ECR_MIRROR_SYNC_DEST_TLS_VERIFY=false \
+export ECR_MIRROR_SYNC_REGISTRY_ENDPOINT=$ECR_FRONT ECR_MIRROR_SYNC_DEST_TLS_VERIFY=false \
        ECR_MIRROR_SYNC_SRC_TLS_VERIFY=false
 export ECR_MIRROR_SYNC_POLICY=$ROOT/docker/default-policy.json   # the policy the container image ships
 ECR_HOST=123456789012.dkr.ecr.us-east-1.amazonaws.com
@@ -102,4 +123,8 @@ for ref in keda:2.4.0 keda:2.5.0 redis:7.2; do
   b=$(skopeo inspect --raw --tls-verify=false --creds AWS:123456789012-auth-token "docker://127.0.0.1:$ECR/mirror/$ref" | sha256sum | cut -c1-64)
   [ "$a" = "$b" ] && echo "  $ref  sha256:$a  identical" || { echo "  $ref  MISMATCH $a != $b"; exit 1; }
 done
+say "what the ECR personality answered, by request kind"
+python3 -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+for k, n in sorted(s["by_kind"].items()): print(f"  {k:28s} {n}")' "$WORK/ecr-manners.json"
 say "done; stopping moto and the registries"

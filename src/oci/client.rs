@@ -24,12 +24,6 @@ use super::manifest::{accept_header, classify, sha256_digest, Manifest, MAX_MANI
 use super::transport::{transport_err, Access, Registry, TagSet};
 use super::RegistryError;
 
-/// Blobs up to this size are uploaded with one `PUT` carrying the body (after the `POST` that
-/// opens the session); larger ones with `PATCH` + an empty `PUT`. Below 1 MiB the saved round
-/// trip is a large share of the blob's cost (configs, small layers); above it, it is noise next
-/// to the transfer, and a separate `PATCH` is what every registry has been tested with.
-pub const MONOLITHIC_MAX: u64 = 1 << 20;
-
 /// What a manifest HEAD found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {
@@ -46,6 +40,17 @@ pub enum Mount {
     Mounted,
     /// The registry did not mount; it opened an upload session at this location instead.
     Upload(String),
+}
+
+/// What became of [`Registry::upload_stream`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The blob is committed.
+    Committed,
+    /// The registry refused a `PUT` carrying the body (now remembered for the run): the
+    /// session and the body stream are spent; open both again and upload once more, which
+    /// then goes as `PATCH` + `PUT`.
+    Refused,
 }
 
 /// The largest tag list [`Registry::listed_tags`] reads (a one-page list of ~20,000 tags).
@@ -426,13 +431,16 @@ impl Registry {
 
     /// Streams `body` into the upload session and commits it.
     ///
-    /// Up to [`MONOLITHIC_MAX`] bytes go as one `PUT ?digest=` carrying the body (the spec's
-    /// "monolithic" POST + PUT: two requests per blob instead of three; oras does the same,
-    /// and ECR accepts it). Larger blobs go as one `PATCH` and an empty closing `PUT`, the
-    /// way containers/image and crane stream them. Either way the body stream verifies the
-    /// digest itself and fails before its end on a mismatch, so a corrupt blob is never
-    /// committed (and the registry checks the digest of a PUT body too). Not retried here:
-    /// the stream is consumed; the caller retries the whole transfer.
+    /// Every blob, whatever its size, goes as one `PUT ?digest=` carrying the body with
+    /// `Content-Length` (the spec's monolithic upload, after the `POST` that opened the
+    /// session): two requests per blob. ECR takes it (a 15 GB layer: kitops-ml/kitops#821).
+    /// A registry that refuses that form with a 4xx other than 401, 403, 404, 408 and 429 is
+    /// remembered for the run and answered [`Sent::Refused`]; from then on blobs go as one
+    /// `PATCH` with the body and an empty closing `PUT`, the way containers/image and crane
+    /// stream them. Either way the body stream verifies the digest itself and fails before
+    /// its end on a mismatch, so a corrupt blob is never committed (and the registry checks
+    /// the digest too). Not retried here: the stream is consumed; the caller retries the
+    /// whole transfer.
     pub async fn upload_stream(
         &self,
         repo: &str,
@@ -440,7 +448,7 @@ impl Registry {
         digest: &str,
         size: u64,
         body: ByteStream,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Sent, RegistryError> {
         let what = format!("blob {repo}@{digest}");
         let scopes = Self::scope_key(repo, Access::Push, None);
         let commit_ok = [
@@ -463,18 +471,30 @@ impl Registry {
             let sep = if loc.contains('?') { '&' } else { '?' };
             format!("{loc}{sep}digest={digest}")
         };
-        if size <= MONOLITHIC_MAX {
-            self.send_with(
-                Method::PUT,
-                &commit_url(location),
-                &scopes,
-                &what,
-                &commit_ok,
-                false,
-                &with_body,
-            )
-            .await?;
-            return Ok(());
+        if !self.put_body_refused.load(Ordering::Relaxed) {
+            let url = commit_url(location);
+            let sent = self
+                .send_with(
+                    Method::PUT,
+                    &url,
+                    &scopes,
+                    &what,
+                    &commit_ok,
+                    false,
+                    &with_body,
+                )
+                .await;
+            return match sent {
+                Ok(_) => Ok(Sent::Committed),
+                Err(RegistryError::Status { status, code, .. }) if refuses_form(status) => {
+                    if !self.put_body_refused.swap(true, Ordering::Relaxed) {
+                        tracing::info!(registry = %self.cfg.registry, status, ?code,
+                            "the registry refuses a PUT carrying a blob; uploading with PATCH + PUT for the rest of the run");
+                    }
+                    Ok(Sent::Refused)
+                }
+                Err(e) => Err(e),
+            };
         }
         let r = self
             .send_with(
@@ -504,7 +524,7 @@ impl Registry {
             &|rb| rb.header(reqwest::header::CONTENT_LENGTH, "0"),
         )
         .await?;
-        Ok(())
+        Ok(Sent::Committed)
     }
 
     /// Abandons an upload session (best effort; the registry garbage-collects it anyway).
@@ -559,6 +579,13 @@ impl Registry {
     pub fn retries(&self) -> u64 {
         self.stats.retries.load(Ordering::Relaxed)
     }
+}
+
+/// Whether a 4xx answer to a `PUT` carrying a blob refuses that form of upload (400, 405, 411,
+/// 413, 415, 416, ...), rather than meaning what it means on any request: 401/403 (credentials),
+/// 404 (no such repository or session), 408 and 429 (retried).
+fn refuses_form(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429)
 }
 
 fn too_large(what: &str) -> RegistryError {

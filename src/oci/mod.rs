@@ -22,7 +22,7 @@ pub mod referrers;
 pub mod tag_list;
 pub mod transport;
 
-pub use client::{ByteStream, ManifestHead, Mount, MONOLITHIC_MAX};
+pub use client::{ByteStream, ManifestHead, Mount, Sent};
 pub use error::{RegistryError, TransportKind};
 pub use platform::{Platform, PlatformFilter, SOURCE_DIGEST_ANNOTATION};
 pub use reference::{validate_tag, ImageRef, SpecError, TaggedRef};

@@ -186,7 +186,7 @@ async fn copy_oci_index_all_preserves_digest_bottom_up() {
 
     // Bottom-up, from the destination's own log: every blob commit, then the children by
     // digest, then the tag, last, exactly once.
-    // Every blob is under 1 MiB, so each is one POST + one PUT carrying the body: no PATCH.
+    // Each blob is one POST + one PUT carrying the body: no PATCH.
     let reqs = dst.requests();
     assert_eq!(count(&reqs, "POST", Kind::Upload), blobs.len(), "{reqs:#?}");
     assert_eq!(count(&reqs, "PATCH", Kind::Upload), 0, "{reqs:#?}");
@@ -409,10 +409,11 @@ async fn shared_base_layer_in_one_index_is_uploaded_once() {
     assert_index_complete(&dst, "mirror/base", "v1", &idx).await;
 }
 
-/// Blobs up to 1 MiB go up as POST + one PUT carrying the body; bigger ones as POST + PATCH +
-/// an empty PUT. Both paths commit each blob once, and the image arrives whole.
+/// Every blob, small or big, goes up as POST + one PUT carrying the body (the spec's monolithic
+/// upload): exactly two requests per uploaded blob, no PATCH, each blob committed once, and the
+/// image arrives whole.
 #[tokio::test(flavor = "multi_thread")]
-async fn small_blobs_upload_in_one_put_and_big_ones_stream_with_patch() {
+async fn every_blob_uploads_as_post_and_one_put_whatever_its_size() {
     let src = Registry::start();
     let dst = Registry::start();
     let big = random_layer(1400, 3 << 20, Format::Oci);
@@ -433,16 +434,14 @@ async fn small_blobs_upload_in_one_put_and_big_ones_stream_with_patch() {
         "config + 2 layers: {report}"
     );
     let reqs = dst.requests();
-    assert_eq!(count(&reqs, "POST", Kind::Upload), 3, "{reqs:#?}");
-    let patches: Vec<&Request> = reqs
-        .iter()
-        .filter(|r| r.method == "PATCH" && r.kind() == Kind::Upload)
+    let uploads: Vec<&Request> = writes(&reqs)
+        .into_iter()
+        .filter(|r| r.kind() == Kind::Upload)
         .collect();
-    assert_eq!(
-        patches.len(),
-        1,
-        "only the 3 MiB layer is PATCHed: {reqs:#?}"
-    );
+    assert_eq!(uploads.len(), 2 * 3, "two requests per blob: {uploads:#?}");
+    assert_eq!(count(&reqs, "POST", Kind::Upload), 3, "{reqs:#?}");
+    assert_eq!(count(&reqs, "PUT", Kind::Upload), 3, "{reqs:#?}");
+    assert_eq!(count(&reqs, "PATCH", Kind::Upload), 0, "{reqs:#?}");
     for b in img.blobs() {
         assert_eq!(
             commits_of(&reqs, &b.digest),
@@ -880,11 +879,19 @@ async fn ecr_destination_via_moto_token_and_registry_endpoint() {
 // 9. Corrupt blob
 // ---------------------------------------------------------------------------------------------
 
+/// A corrupt layer, small (200 kB) or big (3 MiB, streamed in many chunks in the one PUT),
+/// is a digest mismatch: nothing committed, no tag, not re-fetched.
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_source_blob_is_detected_and_no_tag_written() {
+    for (seed, size) in [(1900, 200_000), (1901, 3 << 20)] {
+        corrupt_source_blob_case(seed, size).await;
+    }
+}
+
+async fn corrupt_source_blob_case(seed: u64, size: usize) {
     let src = Registry::start();
     let dst = Registry::start();
-    let img = random_image(1900, &[200_000], "linux/amd64", Format::Oci);
+    let img = random_image(seed, &[size], "linux/amd64", Format::Oci);
     push_image(&src.url(), "lib/app", "v1", &img, None, None).await;
     let layer = img.layers[0].digest.clone();
     let proxy = FaultProxy::start(
@@ -907,7 +914,7 @@ async fn corrupt_source_blob_is_detected_and_no_tag_written() {
     let msg = error_message(&out, 1);
     assert!(
         msg.to_lowercase().contains("digest mismatch"),
-        "not a digest-mismatch error: {msg}"
+        "{size} B: not a digest-mismatch error: {msg}"
     );
     assert!(msg.contains(&layer), "names the blob: {msg}");
     assert!(proxy.faults_injected() >= 1, "the proxy flipped nothing");
@@ -926,10 +933,11 @@ async fn corrupt_source_blob_is_detected_and_no_tag_written() {
     assert!(!head_blob(&dst.url(), "mirror/app", &layer, None, None).await);
     let reqs = dst.requests();
     assert_eq!(count(&reqs, "PUT", Kind::Manifest), 0, "{reqs:#?}");
+    assert_eq!(count(&reqs, "PATCH", Kind::Upload), 0, "{reqs:#?}");
     assert_eq!(
         commits_of(&reqs, &layer),
         0,
-        "the corrupt blob was committed"
+        "{size} B: the corrupt blob was committed"
     );
 }
 

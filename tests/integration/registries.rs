@@ -14,6 +14,7 @@
 //! Every claim about the wire comes from the personalities' hit logs and counters or the
 //! backing registries' access logs, never from the product's report alone.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -216,8 +217,8 @@ impl Run {
     }
 }
 
-/// A small single-platform image plus one layer over 1 MiB, so that the upload takes the
-/// PATCH path (the tool sends blobs up to 1 MiB as one monolithic PUT).
+/// A small single-platform image plus one layer over 1 MiB (the tool streams it, like every
+/// blob, in the one PUT that commits it).
 fn img_with_big_layer(seed: u64) -> Image {
     random_image(seed, &[1_600_000, 900], "linux/amd64", Format::Oci)
 }
@@ -773,8 +774,9 @@ async fn personality_latency_and_cpu_accounting() {
 // Cold syncs through each pair
 // ---------------------------------------------------------------------------------------------
 
-/// A cold sync of `library/app:v1` (one big layer, so the upload PATCHes) and `:v2` (two
-/// platforms), then a no-op; returns the estate.
+/// A cold sync of `library/app:v1` (one big layer) and `:v2` (two platforms), then a no-op;
+/// returns the estate. The cold sync costs ECR exactly two upload requests per blob, the big
+/// layer's included: the POST that opens the session and one PUT carrying the body.
 async fn cold_then_noop(upstream: Upstream) -> Estate {
     let e = Estate::start(upstream).await;
     let a = img_with_big_layer(101);
@@ -800,6 +802,19 @@ async fn cold_then_noop(upstream: Upstream) -> Estate {
         "credentials sent to a redirect target:\n{}",
         show(&side_auth)
     );
+    let blobs: BTreeSet<&str> = a
+        .blobs()
+        .chain(b.images.iter().flat_map(|i| i.blobs()))
+        .map(|x| x.digest.as_str())
+        .collect();
+    let c = e.ecr.counters();
+    let ecr_hits = show(&e.ecr.hits());
+    assert_eq!(c.count("POST", Kind::Upload), blobs.len(), "{ecr_hits}");
+    assert_eq!(c.count("PUT", Kind::Upload), blobs.len(), "{ecr_hits}");
+    assert_eq!(c.count("PATCH", Kind::Upload), 0, "{ecr_hits}");
+    for d in &blobs {
+        assert_eq!(upload_commits(&e.ecr.hits(), d), 1, "{d}\n{ecr_hits}");
+    }
 
     e.src.clear();
     e.ecr.clear();
@@ -825,7 +840,7 @@ async fn cold_then_noop(upstream: Upstream) -> Estate {
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_upstream_to_ecr_cold_and_noop() {
     let e = cold_then_noop(Upstream::Plain).await;
-    // Against ECR the upload of a big blob is one PATCH answered 201, then the closing PUT.
+    // No upload session is abandoned (ECR would answer its DELETE with 405).
     assert_eq!(e.ecr.counters().count("DELETE", Kind::Upload), 0);
 }
 
@@ -856,8 +871,8 @@ async fn quay_to_ecr_cold_and_noop() {
     );
 }
 
-/// Small images only (no blob over 1 MiB, so no PATCH): what works against ECR's manners
-/// today, through each upstream personality.
+/// Small images only: what works against ECR's manners today, through each upstream
+/// personality.
 async fn cold_small(upstream: Upstream) -> Estate {
     let e = Estate::start(upstream).await;
     let a = small_img(201);
@@ -1254,8 +1269,8 @@ async fn ecr_immutable_tag_that_moved_upstream_is_not_overwritten() {
 // ECR's mounts
 // ---------------------------------------------------------------------------------------------
 
-/// Three repositories whose images share one layer (under 1 MiB, so the uploads are single
-/// PUTs and the PATCH manner stays out of the way); returns the estate and the shared digest.
+/// Three repositories whose images share one layer (200 kB); returns the estate and the shared
+/// digest.
 async fn shared_layer_estate() -> (Estate, String) {
     let e = Estate::start(Upstream::Plain).await;
     let shared = crate::support::random_layer(701, 200_000, Format::Oci);
@@ -1448,6 +1463,89 @@ async fn copy_k8s_to_ecr_big_layer() {
         run.ctx()
     );
     assert!(e.src.side_hits_with_authorization().is_empty());
+}
+
+/// The blob digest a `PUT ...?digest=D` names.
+fn put_digest(h: &PHit) -> String {
+    let q = h.query.as_deref().unwrap_or("");
+    q.split('&')
+        .find_map(|p| p.strip_prefix("digest="))
+        .unwrap_or("")
+        .replace("%3A", ":")
+}
+
+/// A registry that refuses a PUT carrying the blob (415) still gets every blob, as PATCH + an
+/// empty PUT: the run succeeds with no retry spent, the switch is logged once, and after the
+/// first refusal no PUT with a body goes to that registry again (the blobs already in flight
+/// with the first image may each be refused once; the second image, copied after it with
+/// `--parallel 1`, sends none).
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_refusing_put_with_body_gets_patch_and_put() {
+    let e = Estate::start(Upstream::Plain).await;
+    e.ecr.set_manners(|m| m.refuse_put_with_body = Some(415));
+    let a = img_with_big_layer(301);
+    let b = img_with_big_layer(302);
+    e.push_up("library/app", "v1", &a).await;
+    e.push_up("library/app", "v2", &b).await;
+    e.create_repo("mirror/app", "library/app", "v1/v2").await;
+    let run = e.sync(&["--parallel", "1"]).await;
+    let ctx = run.ctx();
+    run.assert_code(0);
+    for (tag, img) in [("v1", &a), ("v2", &b)] {
+        assert_eq!(run.outcome("mirror/app", tag), "copied", "{ctx}");
+        assert_eq!(
+            e.ecr_digest("mirror/app", tag).await.as_ref(),
+            Some(&img.digest),
+            "{ctx}"
+        );
+    }
+    assert_eq!(run.summary()["retries"].as_u64(), Some(0), "{ctx}");
+    let text = describe(&run.out);
+    assert_eq!(
+        text.matches("refuses a PUT carrying a blob").count(),
+        1,
+        "the switch is logged once\n{ctx}"
+    );
+
+    let hits = e.ecr.hits();
+    let c = e.ecr.counters();
+    let refusals: Vec<String> = hits
+        .iter()
+        .filter(|h| h.method == "PUT" && h.kind() == Kind::Upload && h.status == 415)
+        .map(put_digest)
+        .collect();
+    assert_eq!(
+        refusals.len() as u64,
+        c.put_bodies_refused,
+        "{}",
+        show(&hits)
+    );
+    let refused: BTreeSet<String> = refusals.iter().cloned().collect();
+    let blobs_of =
+        |img: &Image| -> BTreeSet<String> { img.blobs().map(|x| x.digest.clone()).collect() };
+    assert!(!refused.is_empty(), "{}", show(&hits));
+    assert_eq!(
+        refused.len(),
+        refusals.len(),
+        "a blob refused twice:\n{}",
+        show(&hits)
+    );
+    assert!(
+        refused.is_subset(&blobs_of(&a)) || refused.is_subset(&blobs_of(&b)),
+        "a PUT with a body after the first image:\n{}",
+        show(&hits)
+    );
+    let all: BTreeSet<String> = blobs_of(&a).union(&blobs_of(&b)).cloned().collect();
+    for d in &all {
+        assert_eq!(upload_commits(&hits, d), 1, "{d}\n{}", show(&hits));
+    }
+    let n = all.len();
+    let r = refusals.len();
+    assert_eq!(c.count("PATCH", Kind::Upload), n, "{}", show(&hits));
+    assert_eq!(c.count("PUT", Kind::Upload), n + r, "{}", show(&hits));
+    // A refused session is abandoned (ECR: 405) and a fresh one opened.
+    assert_eq!(c.count("POST", Kind::Upload), n + r, "{}", show(&hits));
+    assert_eq!(c.count("DELETE", Kind::Upload), r, "{}", show(&hits));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1383,20 +1383,23 @@ async fn hostile_manifests_are_refused_clearly_and_write_no_tag() {
 }
 
 /// Blobs whose served size disagrees with their descriptor, shorter and longer, with and
-/// without `Content-Length`: a size-mismatch error, the blob is not committed, no tag.
+/// without `Content-Length`, small (200 kB) and big (3 MiB, one streamed PUT): a size-mismatch
+/// error, the blob is not committed, no tag.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_blob_size_disagreeing_with_descriptor_is_refused() {
     let h = Hostile::start(HostileAuth::None).await;
     let dst = Registry::start();
     let cases = [
-        ("short", -1000i64, false),
-        ("long", 1000, false),
-        ("shortchunked", -1000, true),
-        ("longchunked", 1000, true),
+        ("short", -1000i64, false, 200_000),
+        ("long", 1000, false, 200_000),
+        ("shortchunked", -1000, true, 200_000),
+        ("longchunked", 1000, true, 200_000),
+        ("shortbig", -1000, false, 3 << 20),
+        ("shortbigchunked", -1000, true, 3 << 20),
     ];
     let mut layers = vec![];
-    for (i, (repo, delta, chunked)) in cases.iter().enumerate() {
-        let layer = random_blob(41_000 + i as u64, 200_000, MT_OCI_LAYER);
+    for (i, (repo, delta, chunked, size)) in cases.iter().enumerate() {
+        let layer = random_blob(41_000 + i as u64, *size, MT_OCI_LAYER);
         let img = image_with_layers(vec![layer.clone()], "linux/amd64", Format::Oci);
         h.serve_image(repo, "v1", &img);
         let mut served = layer.data.clone();
@@ -1412,7 +1415,7 @@ async fn hostile_blob_size_disagreeing_with_descriptor_is_refused() {
         h.route(&format!("/v2/{repo}/blobs/{}", layer.digest), reply);
         layers.push(layer);
     }
-    let runs = futures::future::join_all(cases.iter().map(|(repo, _, _)| {
+    let runs = futures::future::join_all(cases.iter().map(|(repo, _, _, _)| {
         let args = copy_args(
             &format!("{}/{repo}:v1", h.host),
             &format!("{}/{repo}:v1", dst.host),
@@ -1421,7 +1424,7 @@ async fn hostile_blob_size_disagreeing_with_descriptor_is_refused() {
         async move { product(&args, &[]).await }
     }))
     .await;
-    for (((repo, _, _), run), layer) in cases.iter().zip(&runs).zip(&layers) {
+    for (((repo, _, _, _), run), layer) in cases.iter().zip(&runs).zip(&layers) {
         assert_refused(run, &dst, repo, &["size mismatch", &layer.digest]).await;
         assert!(
             !head_blob(&dst.url(), repo, &layer.digest, None, None).await,

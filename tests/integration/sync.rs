@@ -675,7 +675,7 @@ async fn second_sync_is_head_only_on_both_sides() {
 /// PUT once; per upstream
 /// repository one tag listing and no per-digest `.sig` HEADs; per blob and repository one
 /// HEAD, however many tags and platforms share it; one upload (POST + PUT with the body, no
-/// PATCH, the blobs being under 1 MiB) per unique blob in the estate; and one mount per
+/// PATCH, whatever the blob's size) per unique blob in the estate; and one mount per
 /// other repository of the layer they all share.
 #[tokio::test(flavor = "multi_thread")]
 async fn cold_sync_sends_each_needed_request_once() {
@@ -1111,7 +1111,7 @@ async fn fault_connection_reset_mid_blob_then_success() {
     assert_fields(run.summary(), json!({"copied": 2, "failed": 0}), &ctx);
     f.assert_mirrored().await;
     // Nothing half-written: every manifest PUT was accepted, and each blob was committed
-    // exactly once. The upload PUTs that carried a reset stream (small blobs go up in one PUT
+    // exactly once. The upload PUTs that carried a reset stream (every blob goes up in one PUT
     // with the body) were cut short by us and refused by the registry: not committed.
     let reqs = f.s.ecr.requests();
     let failed_manifest_puts: Vec<Request> = reqs

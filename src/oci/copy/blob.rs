@@ -1,7 +1,15 @@
 //! One blob into one repository: HEAD and skip, or mount from a repository where a manifest
 //! referencing it is committed, or stream it with the body verified on the fly; one retry budget per transfer.
+//!
+//! A streamed blob costs two requests whatever its size: the `POST` that opens the session (or
+//! the refused mount's session) and one `PUT ?digest=` carrying the whole body with the
+//! descriptor's `Content-Length`. A registry that refuses that form gets `PATCH` + `PUT` for the
+//! rest of the run, the refused blob included (source reopened, no retry spent). The body is
+//! [`Verifying`]: it holds back its last chunk until size and sha256 match, so a short or
+//! corrupt source fails the request before the registry can commit anything.
 
 use super::*;
+use crate::oci::Sent;
 
 /// Puts one blob into `dst_repo`: HEAD and skip; else mount it from a repository where a
 /// manifest referencing it is committed (waiting for the run's single upload and its commit
@@ -92,7 +100,10 @@ async fn place_blob(
     }
 }
 
-/// Streams one blob, retrying the whole transfer (a stream cannot be replayed).
+/// Streams one blob, retrying the whole transfer (a stream cannot be replayed). When the
+/// registry refuses the `PUT` carrying the body ([`Sent::Refused`], at most once per transfer:
+/// the registry remembers it), the source is opened again and the blob goes as `PATCH` + `PUT`
+/// in a new session, within the same attempt: that is no failure and spends no retry.
 async fn transfer(
     dst: &Destination,
     dst_repo: &str,
@@ -107,31 +118,37 @@ async fn transfer(
     let preopened = Mutex::new(preopened);
     let what = format!("blob {dst_repo}@{}", d.digest);
     reg.retrying(&what, || async {
-        let taken = preopened.lock().expect("not poisoned").take();
-        let location = match taken {
-            Some(l) => l,
-            None => reg.start_upload(dst_repo).await?,
-        };
-        let result = async {
-            let body = source.blob(&d.digest, size).await?;
-            progress.blob_started(size);
-            let verdict = Arc::new(Mutex::new(None));
-            let body = verifying(body, &d.digest, size, verdict.clone(), progress.clone());
-            let sent = reg
-                .upload_stream(dst_repo, &location, &d.digest, size, body)
-                .await;
-            // The body's own verdict wins: a digest mismatch surfaces as a failed request
-            // body, and must be reported (and not retried) as what it is.
-            if let Some(e) = verdict.lock().expect("not poisoned").take() {
-                return Err(e);
+        let mut taken = preopened.lock().expect("not poisoned").take();
+        loop {
+            let location = match taken.take() {
+                Some(l) => l,
+                None => reg.start_upload(dst_repo).await?,
+            };
+            let result = async {
+                let body = source.blob(&d.digest, size).await?;
+                progress.blob_started(size);
+                let verdict = Arc::new(Mutex::new(None));
+                let body = verifying(body, &d.digest, size, verdict.clone(), progress.clone());
+                let sent = reg
+                    .upload_stream(dst_repo, &location, &d.digest, size, body)
+                    .await;
+                // The body's own verdict wins: a digest mismatch surfaces as a failed request
+                // body, and must be reported (and not retried) as what it is.
+                if let Some(e) = verdict.lock().expect("not poisoned").take() {
+                    return Err(e);
+                }
+                sent
             }
-            sent
+            .await;
+            match result {
+                Ok(Sent::Committed) => return Ok(()),
+                Ok(Sent::Refused) => reg.abort_upload(dst_repo, &location).await,
+                Err(e) => {
+                    reg.abort_upload(dst_repo, &location).await;
+                    return Err(e);
+                }
+            }
         }
-        .await;
-        if result.is_err() {
-            reg.abort_upload(dst_repo, &location).await;
-        }
-        result
     })
     .await?;
     stats.bytes.fetch_add(size, Ordering::Relaxed);

@@ -22,7 +22,7 @@ pub(super) use tls::transport_err;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,8 @@ pub struct Registry {
     pub(in crate::oci) budget: std::sync::Mutex<PullBudget>,
     /// Per repository: its complete, paginated tag list ([`Registry::all_tags`]).
     pub(in crate::oci) all_tag_lists: std::sync::Mutex<HashMap<String, TagListCell>>,
+    /// Set at the first refusal of a `PUT` carrying a blob body: PATCH + PUT from then on.
+    pub(in crate::oci) put_body_refused: AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -217,6 +219,7 @@ impl Registry {
             tag_lists: Default::default(),
             budget: Default::default(),
             all_tag_lists: Default::default(),
+            put_body_refused: AtomicBool::new(false),
             stats: Stats {
                 retries: AtomicU64::new(0),
                 rate_limit_remaining: AtomicI64::new(-1),

@@ -196,6 +196,14 @@ pub struct Manners {
     /// </v2/NAME/tags/list?n=N&last=LAST>; rel="next"` header while more remain
     /// (deitch/docker_registry2#107: quay answers `n=100&last=...`; regclient#276).
     pub tags_page_size: Option<usize>,
+
+    // ---------------------------------------------------------------- a chunked-only registry
+    /// A registry that takes a blob only as `PATCH` + an empty closing `PUT`: an upload `PUT`
+    /// that carries a body (a non-zero `Content-Length`, or chunked) is read to its end, thrown
+    /// away and answered with this status (e.g. 415), not forwarded. The spec makes the
+    /// monolithic `PUT` a MUST, but the tool must still cope with a registry that refuses it
+    /// (issue 18). Default none.
+    pub refuse_put_with_body: Option<u16>,
 }
 
 /// Request counters, for assertions.
@@ -219,6 +227,8 @@ pub struct Counters {
     pub challenged: u64,
     /// Manifest PUTs refused by tag immutability.
     pub immutable_refusals: u64,
+    /// Upload PUTs carrying a body refused by [`Manners::refuse_put_with_body`].
+    pub put_bodies_refused: u64,
 }
 
 impl Counters {
@@ -826,6 +836,22 @@ async fn handle_main(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
     // --- ECR's upload and manifest manners ---
     if kind == Kind::Upload && method == Method::DELETE && m.delete_upload_405 {
         return oci_error(405, "UNSUPPORTED", "The operation is unsupported.");
+    }
+    if let (Kind::Upload, &Method::PUT, Some(status)) = (kind, &method, m.refuse_put_with_body) {
+        let carries = match header_str(req.headers(), "content-length") {
+            Some(l) => l.trim() != "0",
+            None => req.headers().contains_key("transfer-encoding"),
+        };
+        if carries {
+            // Read the body first, so that the client sees this answer and not a reset.
+            let _ = req.into_body().collect().await;
+            state.counters.lock().unwrap().put_bodies_refused += 1;
+            return oci_error(
+                status,
+                "UNSUPPORTED",
+                "upload the blob with PATCH, then PUT",
+            );
+        }
     }
     if kind == Kind::Upload && method == Method::POST && m.mount_needs_committed_manifest {
         let pairs = query_pairs(query.as_deref());

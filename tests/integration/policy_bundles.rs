@@ -12,7 +12,7 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 
-use crate::support::sigstore::{cosign_statement, Ca, Leaf, Rekor};
+use crate::support::sigstore::{cosign_statement, pem_der, Ca, Leaf, Rekor};
 use crate::support::{
     describe, head_manifest, push_blob, push_image, push_manifest, random_image, run_async, Blob,
     Format, Image, ReferrersApi, Registry, MT_OCI_INDEX, MT_OCI_MANIFEST,
@@ -28,14 +28,17 @@ const EMAIL: &str = "release@example.com";
 /// `url`/`repo`; with `fallback`, also the `sha256-<hex>` index listing it (a registry without
 /// the referrers API, as cosign writes it there).
 async fn push_bundle(url: &str, repo: &str, img: &Image, bundle: &Value, fallback: bool) {
+    // The artifact and layer type is the bundle's own media type (v0.3, or v0.2 with a
+    // parameter).
+    let media_type = bundle["mediaType"].as_str().unwrap_or(BUNDLE);
     let config = Blob::new(b"{}".to_vec(), EMPTY);
-    let layer = Blob::new(serde_json::to_vec(bundle).unwrap(), BUNDLE);
+    let layer = Blob::new(serde_json::to_vec(bundle).unwrap(), media_type);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": MT_OCI_MANIFEST,
-        "artifactType": BUNDLE,
+        "artifactType": media_type,
         "config": {"mediaType": EMPTY, "digest": config.digest, "size": 2},
-        "layers": [{"mediaType": BUNDLE, "digest": layer.digest, "size": layer.data.len()}],
+        "layers": [{"mediaType": media_type, "digest": layer.digest, "size": layer.data.len()}],
         "subject": {"mediaType": img.media_type, "digest": img.digest, "size": img.manifest.len()},
         "annotations": {
             "dev.sigstore.bundle.content": "dsse-envelope",
@@ -50,7 +53,7 @@ async fn push_bundle(url: &str, repo: &str, img: &Image, bundle: &Value, fallbac
     if fallback {
         let idx = json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [{
             "mediaType": MT_OCI_MANIFEST, "digest": digest, "size": manifest.len(),
-            "artifactType": BUNDLE
+            "artifactType": media_type
         }]});
         let tag = img.digest.replacen(':', "-", 1);
         push_manifest(
@@ -332,4 +335,72 @@ async fn key_bundle_referrer_through_the_referrers_api() {
     push_bundle(&api.url(), "lib/app", &s.img, &good, false).await;
     let out = s.copy(&api.host, "good/app", requirement).await;
     s.assert_copied(&out, "good/app").await;
+}
+
+/// PKI: a v0.2 bundle whose `x509CertificateChain` is the leaf and the intermediate (the root
+/// comes from `caRootsPath`), found through the fallback index: copied; a leaf for another
+/// hostname is blocked.
+#[tokio::test(flavor = "multi_thread")]
+async fn pki_bundle_with_a_certificate_chain() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (ca, rekor) = (Ca::new(), Rekor::new());
+    let now = time::OffsetDateTime::now_utc();
+    let leaf_for = |dns: &str| {
+        ca.issue(&Leaf {
+            emails: vec![EMAIL.to_string()],
+            uris: vec![],
+            dns: vec![dns.to_string()],
+            issuer_v1: None,
+            issuer_v2: None,
+            not_before: now - time::Duration::hours(1),
+            not_after: now + time::Duration::days(1),
+        })
+    };
+    for (seed, dns, accepted) in [
+        (8821, "signer.example.com", true),
+        (8822, "other.example.com", false),
+    ] {
+        let s = Setup::new(seed);
+        push_image(&s.src.url(), "lib/app", "v1", &s.img, None, None).await;
+        let leaf = leaf_for(dns);
+        let sign = |data: &[u8]| {
+            use rcgen::SigningKey as _;
+            leaf.key.sign(data).unwrap()
+        };
+        let mut bundle = rekor.dsse_bundle(
+            &cosign_statement(&s.img.digest),
+            &sign,
+            &leaf.cert_pem,
+            None,
+            now.unix_timestamp(),
+        );
+        bundle["mediaType"] = json!("application/vnd.dev.sigstore.bundle+json;version=0.2");
+        let material = bundle["verificationMaterial"].as_object_mut().unwrap();
+        material.remove("publicKey");
+        material.insert(
+            "x509CertificateChain".into(),
+            json!({"certificates": [
+                {"rawBytes": b64.encode(pem_der(&leaf.cert_pem))},
+                {"rawBytes": b64.encode(pem_der(&ca.intermediate_pem()))}
+            ]}),
+        );
+        push_bundle(&s.src.url(), "lib/app", &s.img, &bundle, true).await;
+        let requirement = json!({
+            "type": "sigstoreSigned",
+            "pki": {
+                "caRootsPath": s.file("roots.pem", &ca.root_pem()),
+                "subjectEmail": EMAIL,
+                "subjectHostname": "signer.example.com"
+            },
+            "signedIdentity": {"type": "matchRepository"}
+        });
+        let out = s.copy(&s.src.host, "pki/app", requirement).await;
+        if accepted {
+            s.assert_copied(&out, "pki/app").await;
+        } else {
+            s.assert_blocked(&out, "pki/app", "Unexpected subject hostname")
+                .await;
+        }
+    }
 }

@@ -12,16 +12,18 @@ use oci_client::manifest::OciImageManifest;
 
 use crate::mirror::error::{Error, Result};
 use crate::oci::manifest::{platform_string, select_children, Parsed};
+use crate::oci::referrers::{find, ReferrerFilter, Via};
 use crate::oci::Registry;
 use crate::oci::RegistryError;
 use crate::oci::{PlatformFilter, TaggedRef};
 use crate::policy::{
-    evaluate, locate, needs_signatures, ImageName, Policy, SignatureBlob, Verdict,
-    BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, SIGNATURE_ANNOTATION,
-    SIGNATURE_LAYER_MEDIA_TYPE,
+    evaluate, is_sigstore_bundle_type, locate, needs_signatures, ImageName, Policy, SignatureBlob,
+    Verdict, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, SIGNATURE_ANNOTATION,
+    SIGNATURE_LAYER_MEDIA_TYPE, SIGSTORE_BUNDLE_MEDIA_TYPES,
 };
 
-/// The largest signature payload we read (a simple-signing payload is well under 1 KiB).
+/// The largest signature payload or sigstore bundle we read (a simple-signing payload is well
+/// under 1 KiB, a bundle with its certificate a few KiB).
 const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
 
 /// Loads the policy from `--policy`, the user's or the system's file, or accepts anything with
@@ -74,7 +76,8 @@ pub async fn check(
             .collect(),
     };
     for (platform, digest) in targets {
-        let sigs = signatures(src, repo, &digest).await?;
+        let mut sigs = signatures(src, repo, &digest).await?;
+        sigs.extend(bundles(src, repo, &digest).await?);
         if let Verdict::Rejected(r) = evaluate(reqs, &name, &digest, &sigs) {
             return Ok(Some(format!("{platform} ({digest}): {r}")));
         }
@@ -105,35 +108,12 @@ async fn read_payloads(
     repo: &str,
     sig: &OciImageManifest,
 ) -> Result<Vec<SignatureBlob>, RegistryError> {
-    use futures::TryStreamExt;
     let mut out = Vec::new();
     for layer in &sig.layers {
         if layer.media_type != SIGNATURE_LAYER_MEDIA_TYPE {
             continue;
         }
-        let size = layer.size as u64;
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(RegistryError::Invalid {
-                what: format!("signature payload {}", layer.digest),
-                reason: format!("larger than {MAX_PAYLOAD_BYTES} bytes"),
-            });
-        }
-        let payload: Vec<u8> = src
-            .blob_stream(repo, &layer.digest, size)
-            .await?
-            .try_fold(Vec::new(), |mut acc, c| async move {
-                acc.extend_from_slice(&c);
-                Ok(acc)
-            })
-            .await?;
-        let actual = crate::oci::manifest::sha256_digest(&payload);
-        if actual != layer.digest {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("signature payload in {repo}"),
-                expected: layer.digest.clone(),
-                actual,
-            });
-        }
+        let payload = read_blob(src, repo, &layer.digest, layer.size).await?;
         let annotation = |key: &str| layer.annotations.as_ref().and_then(|a| a.get(key)).cloned();
         out.push(SignatureBlob {
             payload,
@@ -141,7 +121,80 @@ async fn read_payloads(
             certificate: annotation(CERTIFICATE_ANNOTATION),
             chain: annotation(CHAIN_ANNOTATION),
             bundle: annotation(BUNDLE_ANNOTATION),
+            sigstore_bundle: None,
         });
     }
     Ok(out)
+}
+
+/// The sigstore bundles (cosign v3) of `digest` in `repo`: the bundle layers of its referrers
+/// (the referrers API, else the `sha256-<hex>` fallback index) of a bundle artifact type.
+pub async fn bundles(
+    src: &Registry,
+    repo: &str,
+    digest: &str,
+) -> Result<Vec<SignatureBlob>, RegistryError> {
+    let filter = ReferrerFilter::Types(
+        SIGSTORE_BUNDLE_MEDIA_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    );
+    let mut out = Vec::new();
+    for found in find(src, repo, digest, &filter).await? {
+        let is_bundle = found
+            .descriptor
+            .artifact_type
+            .as_deref()
+            .is_some_and(is_sigstore_bundle_type);
+        if found.via == Via::CosignTag || !is_bundle {
+            continue;
+        }
+        let m = src.get_manifest(repo, &found.descriptor.digest).await?;
+        let Parsed::Image(referrer) = m.parse(&format!("{repo}@{}", found.descriptor.digest))?
+        else {
+            continue;
+        };
+        for layer in &referrer.layers {
+            if is_sigstore_bundle_type(&layer.media_type) {
+                let json = read_blob(src, repo, &layer.digest, layer.size).await?;
+                out.push(SignatureBlob::from_bundle(json));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A signature blob, at most [`MAX_PAYLOAD_BYTES`], checked against its digest.
+async fn read_blob(
+    src: &Registry,
+    repo: &str,
+    digest: &str,
+    size: i64,
+) -> Result<Vec<u8>, RegistryError> {
+    use futures::TryStreamExt;
+    let size = size.max(0) as u64;
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(RegistryError::Invalid {
+            what: format!("signature payload {digest}"),
+            reason: format!("larger than {MAX_PAYLOAD_BYTES} bytes"),
+        });
+    }
+    let payload: Vec<u8> = src
+        .blob_stream(repo, digest, size)
+        .await?
+        .try_fold(Vec::new(), |mut acc, c| async move {
+            acc.extend_from_slice(&c);
+            Ok(acc)
+        })
+        .await?;
+    let actual = crate::oci::manifest::sha256_digest(&payload);
+    if actual != digest {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("signature payload in {repo}"),
+            expected: digest.to_string(),
+            actual,
+        });
+    }
+    Ok(payload)
 }

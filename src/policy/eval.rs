@@ -7,8 +7,8 @@ use super::payload::parse_payload;
 use super::reference::{parse_named, parse_normalized_named, ImageName, Named};
 use super::verdict::rejection;
 pub use super::verdict::{
-    Rejection, RejectionKind, SignatureBlob, Verdict, SIGNATURE_ANNOTATION,
-    SIGNATURE_LAYER_MEDIA_TYPE,
+    is_sigstore_bundle_type, Rejection, RejectionKind, SignatureBlob, Verdict,
+    SIGNATURE_ANNOTATION, SIGNATURE_LAYER_MEDIA_TYPE, SIGSTORE_BUNDLE_MEDIA_TYPES,
 };
 
 /// Whether evaluating `reqs` can depend on signatures. When it cannot (only
@@ -118,6 +118,10 @@ fn check_signature(
     sig: &SignatureBlob,
 ) -> Result<(), Rejection> {
     use RejectionKind::*;
+    if let Some(json) = &sig.sigstore_bundle {
+        super::bundle::verify_bundle(req, manifest_digest, json)?;
+        return bundle_identity(&req.signed_identity);
+    }
     if sig.signature_b64.is_empty() {
         return Err(rejection(
             InvalidSignature,
@@ -170,6 +174,27 @@ fn check_signature(
         ));
     }
     Ok(())
+}
+
+/// The identity rule for a sigstore bundle, which names no docker-reference (only the digest it
+/// signs): the identities that pin a tag or a reference (the default `matchRepoDigestOrExact`,
+/// `matchExact`, `exactReference`, `remapIdentity`) cannot be met, so they reject it;
+/// `matchRepository` and `exactRepository`, which accept any tag, accept it on its digest binding
+/// alone (docs/policy.md, "cosign v3 bundles").
+fn bundle_identity(identity: &SignedIdentity) -> Result<(), Rejection> {
+    let name = match identity {
+        SignedIdentity::MatchRepository | SignedIdentity::ExactRepository { .. } => return Ok(()),
+        SignedIdentity::MatchRepoDigestOrExact => "matchRepoDigestOrExact",
+        SignedIdentity::MatchExact => "matchExact",
+        SignedIdentity::ExactReference { .. } => "exactReference",
+        SignedIdentity::RemapIdentity { .. } => "remapIdentity",
+    };
+    Err(rejection(
+        RejectionKind::IdentityMismatch,
+        format!(
+            "A sigstore bundle names no docker-reference, so signedIdentity {name} cannot accept it (matchRepository and exactRepository can)"
+        ),
+    ))
 }
 
 /// `matchRepoDigestOrExactReferenceValues`.

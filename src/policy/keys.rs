@@ -201,6 +201,41 @@ impl PublicKey {
         Ok(pem)
     }
 
+    /// Verifies `signature` over data whose SHA-256 is `digest` (a sigstore bundle's
+    /// `messageSignature`, where only the digest is signed and carried). Ed25519 signs the
+    /// message itself, not a digest, so it cannot verify one.
+    pub(super) fn verify_digest(&self, digest: &[u8], signature: &[u8]) -> Result<(), String> {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        const MSG: &str = "invalid signature when validating ASN.1 encoded signature";
+        if digest.len() != 32 {
+            return Err("a SHA-256 digest is 32 bytes".to_string());
+        }
+        match &self.inner {
+            KeyInner::P256(key) => {
+                let sig =
+                    p256::ecdsa::Signature::from_der(signature).map_err(|_| MSG.to_string())?;
+                key.verify_prehash(digest, &sig)
+                    .map_err(|_| MSG.to_string())
+            }
+            KeyInner::P384(key) => {
+                let sig =
+                    p384::ecdsa::Signature::from_der(signature).map_err(|_| MSG.to_string())?;
+                key.verify_prehash(digest, &sig)
+                    .map_err(|_| MSG.to_string())
+            }
+            KeyInner::Ed25519(_) => {
+                Err("an Ed25519 key cannot verify a signature over a message digest".to_string())
+            }
+            KeyInner::Rsa(key) => {
+                const MSG: &str = "crypto/rsa: verification error";
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| MSG.to_string())?;
+                key.verify_prehash(digest, &sig)
+                    .map_err(|_| MSG.to_string())
+            }
+        }
+    }
+
     /// Verifies `signature` (raw bytes, already base64-decoded) over exactly `payload`.
     /// The error texts are those of sigstore's verifiers.
     pub(super) fn verify(&self, payload: &[u8], signature: &[u8]) -> Result<(), String> {

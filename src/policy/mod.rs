@@ -42,9 +42,15 @@
 //!   manifest it copies separately. A signature on the index alone does not vouch for the
 //!   platform images.
 //!
+//! - **cosign v3 bundles go beyond containers/image** (`bundle.rs`): a sigstore bundle referrer
+//!   ([`SignatureBlob::from_bundle`]) is checked with the same trust roots (DSSE or message
+//!   signature, Rekor SET and entry binding, certificate), and must sign this manifest. It names
+//!   no docker-reference, so only `matchRepository` and `exactRepository` can accept it.
+//!
 //! Only the `docker` transport's scopes are consulted. The sections of other transports are
 //! parsed, validated as containers/image validates them, and kept.
 
+mod bundle;
 mod chain;
 mod error;
 mod eval;
@@ -68,8 +74,8 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use eval::{
-    evaluate, needs_signatures, Rejection, RejectionKind, SignatureBlob, Verdict,
-    SIGNATURE_ANNOTATION, SIGNATURE_LAYER_MEDIA_TYPE,
+    evaluate, is_sigstore_bundle_type, needs_signatures, Rejection, RejectionKind, SignatureBlob,
+    Verdict, SIGNATURE_ANNOTATION, SIGNATURE_LAYER_MEDIA_TYPE, SIGSTORE_BUNDLE_MEDIA_TYPES,
 };
 pub use keys::PublicKey;
 pub use model::{

@@ -78,7 +78,26 @@ pub(super) fn verify_set(
     )
     .map_err(|e| format!("parsing Rekor SET payload: {e}"))?;
     let body = body.unwrap_or_default();
-    let entry: Value = serde_json::from_slice(&body)
+    let ours_sig =
+        || go_base64_std(signature_b64).map_err(|e| format!("decoding signature base64: {e}"));
+    hashedrekord_matches(
+        &body,
+        key_or_cert_pem,
+        &ours_sig,
+        Sha256::digest(payload).as_slice(),
+    )?;
+    Ok(Duration::from_secs(integrated_time.max(0) as u64))
+}
+
+/// Checks that a trusted `hashedrekord` 0.0.1 entry body logs `key_or_cert_pem`, the signature
+/// `ours_sig` gives, and the SHA-256 `digest` of the signed data.
+pub(super) fn hashedrekord_matches(
+    body: &[u8],
+    key_or_cert_pem: &[u8],
+    ours_sig: &dyn Fn() -> Result<Vec<u8>, String>,
+    digest: &[u8],
+) -> Result<(), String> {
+    let entry: Value = serde_json::from_slice(body)
         .map_err(|e| format!("decoding the body of a Rekor SET payload: {e}"))?;
     match entry.get("kind").and_then(Value::as_str) {
         Some("hashedrekord") => {}
@@ -146,8 +165,7 @@ pub(super) fn verify_set(
     }
 
     // == The signature.
-    let ours_sig =
-        go_base64_std(signature_b64).map_err(|e| format!("decoding signature base64: {e}"))?;
+    let ours_sig = ours_sig()?;
     let logged_sig = b64_field(signature.get("content")).map_err(|e| spec_err(&e))?;
     if logged_sig != ours_sig {
         return Err(format!(
@@ -200,10 +218,89 @@ pub(super) fn verify_set(
     };
     let logged_hash = hex::decode(value)
         .map_err(|e| format!(r#"Invalid "data.hash.value" field in hashedrekord: {e}"#))?;
+    if logged_hash.as_slice() != digest {
+        return Err("payload in Rekor SET does not match".to_string());
+    }
+    Ok(())
+}
+
+/// Verifies a SET given as a sigstore bundle's tlog entry gives it: the log's signature over the
+/// canonical `{"body", "integratedTime", "logID", "logIndex"}` (`logID` in hex), as sigstore-go's
+/// `VerifySET`. `body` is the entry's canonicalized body (raw bytes).
+pub(super) fn verify_set_fields(
+    rekor_keys: &[PublicKey],
+    set: &[u8],
+    body: &[u8],
+    integrated_time: i64,
+    log_index: i64,
+    log_id: &[u8],
+) -> Result<(), String> {
+    let payload = serde_json::json!({
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+        "integratedTime": integrated_time,
+        "logIndex": log_index,
+        "logID": hex::encode(log_id),
+    });
+    let canonical = serde_json_canonicalizer::to_vec(&payload)
+        .map_err(|e| format!("canonicalizing Rekor SET JSON: {e}"))?;
+    if rekor_keys.iter().any(|k| k.verify(&canonical, set).is_ok()) {
+        Ok(())
+    } else {
+        Err("cryptographic signature verification of Rekor SET failed".to_string())
+    }
+}
+
+/// Checks that a trusted `dsse` 0.0.1 entry body (what Rekor logs for a DSSE envelope) logs
+/// exactly one signature, equal to `ours_sig`, by `key_or_cert_pem`, over a payload whose
+/// SHA-256 is that of `payload`. The envelope hash is not compared: Rekor computes it over its
+/// own re-serialisation of the envelope.
+pub(super) fn dsse_entry_matches(
+    body: &[u8],
+    key_or_cert_pem: &[u8],
+    ours_sig: &[u8],
+    payload: &[u8],
+) -> Result<(), String> {
+    let entry: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("decoding the body of a Rekor entry: {e}"))?;
+    let str_at = |ptr: &str| entry.pointer(ptr).and_then(Value::as_str);
+    if str_at("/kind") != Some("dsse") || str_at("/apiVersion") != Some("0.0.1") {
+        return Err(format!(
+            "unsupported Rekor entry {}/{} for a DSSE envelope (dsse/0.0.1 is)",
+            go_quote(str_at("/kind").unwrap_or("")),
+            go_quote(str_at("/apiVersion").unwrap_or(""))
+        ));
+    }
+    let signatures = entry
+        .pointer("/spec/signatures")
+        .and_then(Value::as_array)
+        .ok_or_else(|| r#"Missing "signatures" field in dsse entry"#.to_string())?;
+    let [logged] = signatures.as_slice() else {
+        return Err(format!(
+            "dsse entry logs {} signatures, expected 1",
+            signatures.len()
+        ));
+    };
+    let logged_sig = b64_field(logged.get("signature"))?;
+    if logged_sig != ours_sig {
+        return Err("signature in Rekor entry does not match".to_string());
+    }
+    let logged_key = b64_field(logged.get("verifier"))?;
+    let logged_der = single_pem(&logged_key)
+        .map_err(|_| "verifier in Rekor entry is not one PEM block".to_string())?;
+    let ours_der = single_pem(key_or_cert_pem)
+        .map_err(|_| "public key or cert to be matched is not one PEM block".to_string())?;
+    if logged_der != ours_der {
+        return Err("publicKey in Rekor SET does not match".to_string());
+    }
+    if str_at("/spec/payloadHash/algorithm") != Some("sha256") {
+        return Err(r#"Unexpected "payloadHash.algorithm" in dsse entry"#.to_string());
+    }
+    let logged_hash = hex::decode(str_at("/spec/payloadHash/value").unwrap_or(""))
+        .map_err(|e| format!(r#"Invalid "payloadHash.value" in dsse entry: {e}"#))?;
     if logged_hash.as_slice() != Sha256::digest(payload).as_slice() {
         return Err("payload in Rekor SET does not match".to_string());
     }
-    Ok(Duration::from_secs(integrated_time.max(0) as u64))
+    Ok(())
 }
 
 /// RFC 8785 (JCS) form of a JSON value; duplicated keys are refused.

@@ -2,13 +2,11 @@
 //! up to the payload check, for the three trust sources (public keys, optionally with Rekor;
 //! `fulcio` with Rekor; `pki`).
 //!
-//! This is the seam for other signature formats: [`signer_keys`] takes the signature's parts
-//! (payload bytes, base64 signature, certificate PEM, chain PEM, Rekor SET) and returns the
-//! keys whose signature over the payload must then be checked. A cosign v3 bundle carries the
-//! same parts and can feed it unchanged: its certificate (`verificationMaterial.certificate`,
-//! as PEM) goes into `certificate`, and its tlog entry becomes the bundle annotation's JSON:
-//! `{"SignedEntryTimestamp": inclusionPromise.signedEntryTimestamp, "Payload": {"body":
-//! canonicalizedBody, "integratedTime", "logIndex", "logID": hex(logId.keyId)}}`.
+//! [`signer_keys`] takes the signature's parts (payload bytes, base64 signature, certificate PEM,
+//! chain PEM, Rekor SET) and returns the keys whose signature over the payload must then be
+//! checked. cosign v3 bundles (`bundle.rs`) follow the same order with their own parts: a DSSE
+//! envelope or a message digest is logged as a `dsse` or `hashedrekord` entry, not as the
+//! hashedrekord of a simple-signing payload, so they cannot pass through here unchanged.
 
 use std::borrow::Cow;
 

@@ -9,7 +9,25 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The media type of a cosign signature layer (the "simple signing" payload).
 pub const SIGNATURE_LAYER_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
-/// One cosign signature: a layer of the `sha256-<hex>.sig` manifest.
+/// The media types of a sigstore bundle, as the artifact type of a referrer and the media type
+/// of its layer: v0.3 as cosign v3 writes it, and the older forms with a version parameter.
+pub const SIGSTORE_BUNDLE_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+];
+
+/// Whether `media_type` is one of [`SIGSTORE_BUNDLE_MEDIA_TYPES`] (spaces around the parameter
+/// ignored).
+pub fn is_sigstore_bundle_type(media_type: &str) -> bool {
+    let normal: String = media_type.chars().filter(|c| !c.is_whitespace()).collect();
+    SIGSTORE_BUNDLE_MEDIA_TYPES.contains(&normal.as_str())
+}
+
+/// One cosign signature: a layer of the `sha256-<hex>.sig` manifest, or a sigstore bundle (the
+/// layer of a referrer of artifact type [`SIGSTORE_BUNDLE_MEDIA_TYPES`], see
+/// [`SignatureBlob::from_bundle`]).
 ///
 /// Pass only layers whose media type is [`SIGNATURE_LAYER_MEDIA_TYPE`] (containers/image skips
 /// other attachments). A layer without the [`SIGNATURE_ANNOTATION`] annotation should be passed
@@ -26,6 +44,19 @@ pub struct SignatureBlob {
     pub chain: Option<String>,
     /// The `dev.sigstore.cosign/bundle` annotation (the Rekor SET as JSON), if present.
     pub bundle: Option<String>,
+    /// A sigstore bundle (the exact bytes of the referrer's layer). When set, the bundle alone is
+    /// verified and the other fields are ignored.
+    pub sigstore_bundle: Option<Vec<u8>>,
+}
+
+impl SignatureBlob {
+    /// A signature that is a sigstore bundle (cosign v3): `json` is the referrer's layer blob.
+    pub fn from_bundle(json: Vec<u8>) -> SignatureBlob {
+        SignatureBlob {
+            sigstore_bundle: Some(json),
+            ..SignatureBlob::default()
+        }
+    }
 }
 
 /// The outcome of evaluating a policy for one manifest.

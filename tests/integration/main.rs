@@ -11,6 +11,7 @@ mod ecr;
 mod harness;
 mod import;
 mod policy;
+mod policy_bundles;
 mod push;
 mod referrers;
 mod registries;

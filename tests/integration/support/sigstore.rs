@@ -256,3 +256,103 @@ impl Rekor {
         )
     }
 }
+
+/// The DSSEv1 pre-authentication encoding.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The in-toto statement `cosign sign` (v3) signs for `manifest_digest`.
+pub fn cosign_statement(manifest_digest: &str) -> Vec<u8> {
+    let hex = manifest_digest
+        .strip_prefix("sha256:")
+        .expect("sha256 digest");
+    serde_json::to_vec(&serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"digest": {"sha256": hex}, "annotations": {}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {}
+    }))
+    .unwrap()
+}
+
+/// The DER of the first certificate of a PEM text.
+pub fn pem_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("PEM")
+}
+
+impl Rekor {
+    /// A cosign v3 bundle (v0.3, DSSE form): `statement` signed by `sign` (DER ECDSA over the
+    /// PAE), logged as a `dsse` 0.0.1 entry with the verifier `key_or_cert_pem` at
+    /// `integrated_time`. `certificate_pem`, if given, is the bundle's certificate; otherwise
+    /// it carries a public-key hint.
+    pub fn dsse_bundle(
+        &self,
+        statement: &[u8],
+        sign: &dyn Fn(&[u8]) -> Vec<u8>,
+        key_or_cert_pem: &str,
+        certificate_pem: Option<&str>,
+        integrated_time: i64,
+    ) -> serde_json::Value {
+        use serde_json::json;
+        const IN_TOTO: &str = "application/vnd.in-toto+json";
+        let sig = sign(&pae(IN_TOTO, statement));
+        let body = serde_json::to_vec(&json!({
+            "apiVersion": "0.0.1", "kind": "dsse",
+            "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": hex::encode([0u8; 32])},
+                "payloadHash": {"algorithm": "sha256", "value": hex::encode(Sha256::digest(statement))},
+                "signatures": [{"signature": b64(&sig), "verifier": b64(key_or_cert_pem.as_bytes())}]
+            }
+        }))
+        .unwrap();
+        let index = self
+            .index
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log_id = Sha256::digest(self.public_pem().as_bytes()).to_vec();
+        let canonical = format!(
+            r#"{{"body":"{}","integratedTime":{integrated_time},"logID":"{}","logIndex":{index}}}"#,
+            b64(&body),
+            hex::encode(&log_id)
+        );
+        use p256::ecdsa::signature::Signer as _;
+        let set: p256::ecdsa::Signature = self.key.sign(canonical.as_bytes());
+        let material = match certificate_pem {
+            Some(pem) => json!({"certificate": {"rawBytes": b64(&pem_der(pem))}}),
+            None => json!({"publicKey": {"hint": "test"}}),
+        };
+        let mut material = material;
+        material["tlogEntries"] = json!([{
+            "logIndex": index.to_string(),
+            "logId": {"keyId": b64(&log_id)},
+            "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+            "integratedTime": integrated_time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": b64(set.to_der().as_bytes())},
+            "canonicalizedBody": b64(&body)
+        }]);
+        json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": material,
+            "dsseEnvelope": {
+                "payload": b64(statement),
+                "payloadType": IN_TOTO,
+                "signatures": [{"sig": b64(&sig), "keyid": ""}]
+            }
+        })
+    }
+}

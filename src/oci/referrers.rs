@@ -220,6 +220,19 @@ impl Registry {
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
         let what = format!("referrers of {repo}@{digest}");
+        // The distribution spec: a registry that supports the referrers API "MUST NOT return a
+        // 404 Not Found to a referrers API request" (it answers an empty list). So one 404
+        // shows the repository has no API, and its other subjects go straight to the fallback
+        // tag: a cold mirror of N manifests costs one 404 per repository, not N (oras-go keeps
+        // the same per-repository capability).
+        if self
+            .no_referrers_api
+            .lock()
+            .expect("not poisoned")
+            .contains(repo)
+        {
+            return Ok(None);
+        }
         let scopes = Self::scope_key(repo, Access::Pull, None);
         let mut url = format!("/v2/{repo}/referrers/{digest}");
         if let Some(t) = artifact_type {
@@ -252,6 +265,10 @@ impl Registry {
                 .await?;
             if status == StatusCode::NOT_FOUND {
                 if page == 0 {
+                    self.no_referrers_api
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(repo.to_string());
                     return Ok(None);
                 }
                 break;

@@ -256,6 +256,7 @@ async fn fallback_tags_on_both_sides_sbom_attestation_signature_and_another_tool
     .await;
 
     dst.mark();
+    src.mark();
     let out = copy(
         &format!("{}/lib/app:v1", src.host),
         &format!("{}/mirror/app:v1", dst.host),
@@ -264,6 +265,13 @@ async fn fallback_tags_on_both_sides_sbom_attestation_signature_and_another_tool
     .await;
     let report = report_ok(&out);
     let reqs = dst.requests();
+    // docker-registry 2.8 has no referrers API: the first 404 shows it, and the other subjects
+    // (the children, the SBOM) go straight to the fallback tag: one referrers request per
+    // repository and side, not one per subject.
+    for (side, r) in [("source", src.requests()), ("destination", reqs.clone())] {
+        let asked = r.iter().filter(|q| q.path.contains("/referrers/")).count();
+        assert_eq!(asked, 1, "{side}: referrers API requests: {r:?}");
+    }
 
     for (a, via) in [
         (&s.sbom, "fallback-tag"),

@@ -11,12 +11,14 @@ pub mod auth;
 mod redirect;
 mod retry;
 mod state;
+mod stats;
 mod tls;
 
 use redirect::redirect_policy;
 pub use retry::{parse_rate_limit, parse_rate_limit_window, parse_retry_after, RetryPolicy};
 pub use state::{AllTags, TagSet};
 pub(in crate::oci) use state::{PullBudget, PullGuard, TagListCell};
+pub use stats::Stats;
 use tls::load_cert_dir;
 pub(super) use tls::transport_err;
 
@@ -102,43 +104,6 @@ impl Default for Network {
     }
 }
 
-/// Counters a run reports.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Requests retried after a transient failure.
-    pub retries: AtomicU64,
-    /// Last `RateLimit-Remaining` seen (Docker Hub), or -1.
-    pub rate_limit_remaining: AtomicI64,
-    /// Requests sent, by method (token requests included, as `GET`).
-    requests: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
-}
-
-impl Stats {
-    fn count(&self, method: &Method) {
-        let m = match *method {
-            Method::GET => "GET",
-            Method::HEAD => "HEAD",
-            Method::PUT => "PUT",
-            Method::POST => "POST",
-            Method::PATCH => "PATCH",
-            Method::DELETE => "DELETE",
-            _ => "OTHER",
-        };
-        *self
-            .requests
-            .lock()
-            .expect("not poisoned")
-            .entry(m)
-            .or_default() += 1;
-    }
-
-    /// Requests sent so far, by method.
-    pub fn requests(&self) -> Vec<(&'static str, u64)> {
-        let m = self.requests.lock().expect("not poisoned");
-        m.iter().map(|(k, v)| (*k, *v)).collect()
-    }
-}
-
 /// A client for one registry. Cheap to share behind an `Arc`.
 pub struct Registry {
     pub(in crate::oci) cfg: RegistryConfig,
@@ -154,6 +119,9 @@ pub struct Registry {
     pub(in crate::oci) budget: std::sync::Mutex<PullBudget>,
     /// Per repository: its complete, paginated tag list ([`Registry::all_tags`]).
     pub(in crate::oci) all_tag_lists: std::sync::Mutex<HashMap<String, TagListCell>>,
+    /// Repositories whose referrers endpoint answered 404: no referrers API there, so it is
+    /// not asked again in this run (`oci::referrers`).
+    pub(in crate::oci) no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Set at the first refusal of a `PUT` carrying a blob body: PATCH + PUT from then on.
     pub(in crate::oci) put_body_refused: AtomicBool,
 }
@@ -219,6 +187,7 @@ impl Registry {
             tag_lists: Default::default(),
             budget: Default::default(),
             all_tag_lists: Default::default(),
+            no_referrers_api: Default::default(),
             put_body_refused: AtomicBool::new(false),
             stats: Stats {
                 retries: AtomicU64::new(0),

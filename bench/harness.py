@@ -21,7 +21,7 @@ LAT_ECR_MS (5) in front of the "ECR" registry; PERSONALITY_BIN is the integratio
 Writes bench/out/w1.json, w2.json, w4.json, w5.json, w1rule.json, w6.json, w7.json, env.json.
 Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000),
      WORKLOADS (default "w2 w1 w5 w4 w1rule w6 w7"; RUNS_W6_COLD, W7_LEVELS "4 20" tags per repo,
-     LAT_ALT_MAX_REQUESTS "64" (also time ours and the floor at these --max-requests; "" = none);
+     LAT_ALT_MAX_REQUESTS "32 64" (also time ours and the floor at these --max-requests; "" = none);
      also "w1profile", and "hold": set up the W1 estate and wait, for profiling by hand),
      BENCH_TMP (parent dir of the work dir), KEEP=1 keeps the work dir.
 """
@@ -50,7 +50,7 @@ LAT_ECR_MS = int(os.environ.get("LAT_ECR_MS", "5"))
 RUNS_W6_COLD = int(os.environ.get("RUNS_W6_COLD", str(RUNS)))
 W7_LEVELS = [int(x) for x in os.environ.get("W7_LEVELS", "4 20").split()]  # tags per repo: 200, 1,000
 # extra rounds of ours (and of the floor) with more requests in flight per registry (--max-requests)
-LAT_ALT_MAX_REQUESTS = [int(x) for x in os.environ.get("LAT_ALT_MAX_REQUESTS", "64").split()]
+LAT_ALT_MAX_REQUESTS = [int(x) for x in os.environ.get("LAT_ALT_MAX_REQUESTS", "32 64").split()]
 MAX_TAGS = max([4] + (W5_LEVELS if "w5" in WORKLOADS else [])
                + (W7_LEVELS if "w7" in WORKLOADS else []))  # generated upstream per repo; W1/W2 use 4
 
@@ -1012,6 +1012,17 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
     w6 = {"workload": "W6: W1 and W2 at real latency", "latency": lat, "estate": estate,
           "cold": {"runs": [], "runs_planned": RUNS_W6_COLD}, "noop": {"runs": []},
           "busy_before": loadavg()}
+    # W6_APPEND=1: add rounds to an existing bench/out/w6.json (resume a cut-short run);
+    # W6_COLD_TOOLS picks the tools of the cold rounds (default "ems skopeo"); W6_NOOP=0 skips the no-op
+    if os.environ.get("W6_APPEND") == "1":
+        old = json.load(open(os.path.join(OUT, "w6.json")))
+        for part in ("cold", "noop"):
+            w6[part]["runs"] = old.get(part, {}).get("runs", [])
+            if old.get(part, {}).get("excluded_runs"):
+                w6[part]["excluded_runs"] = old[part]["excluded_runs"]
+        w6["busy_before"] = old.get("busy_before", w6["busy_before"])
+    cold_tools = os.environ.get("W6_COLD_TOOLS", "ems skopeo").split()
+    cold_first = 1 + max([r["run"] for r in w6["cold"]["runs"]] or [0])
 
     def write_w6():
         for part in ("cold", "noop"):
@@ -1033,8 +1044,8 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
     def cold_round(i):
         ecr.start(fresh=True)
         ecrp.start()
-        order = ["ems", "skopeo"] if i % 2 else ["skopeo", "ems"]
-        for tool in order:
+        order = ["skopeo", "ems"] if i % 2 else ["ems", "skopeo"]
+        for tool in [t for t in order if t in cold_tools]:
             if tool == "ems":
                 r = run(f"W6 cold ems {i}", "ems", ems_cmd, lenv(), ems_summary)
             else:
@@ -1045,8 +1056,8 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
 
     set_lat_tags(hub_host, 4)
     if "w6" in WORKLOADS:
-        cold_round(1)
-        for i in range(1, RUNS + 1):
+        cold_round(cold_first)
+        for i in range(1, RUNS + 1 if os.environ.get("W6_NOOP", "1") == "1" else 1):
             order = ["ems", "skopeo"] if i % 2 else ["skopeo", "ems"]
             for tool in order:
                 if tool == "ems":
@@ -1189,7 +1200,7 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
         if "w6" in WORKLOADS and RUNS_W6_COLD > 1:
             set_lat_tags(hub_host, 4)
     if "w6" in WORKLOADS:
-        for i in range(2, RUNS_W6_COLD + 1):
+        for i in range(cold_first + 1, cold_first + RUNS_W6_COLD):
             cold_round(i)
     hub.stop()
     ecrp.stop()

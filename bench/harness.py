@@ -1202,6 +1202,58 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
     if "w6" in WORKLOADS:
         for i in range(cold_first + 1, cold_first + RUNS_W6_COLD):
             cold_round(i)
+        # W6_PROFILE=1: one no-op per --max-requests level with the personalities' state files
+        # sampled every 50 ms (they are rewritten every 200 ms): completed requests over time, and
+        # by Little's law the requests in flight (rate × delay), so it shows which phase of the
+        # run waits on what.
+        if os.environ.get("W6_PROFILE") == "1":
+            import threading
+            prof = {"delay_ms": {"hub": LAT_UP_MS, "ecrp": LAT_ECR_MS}, "levels": {}}
+            for n in [16] + [x for x in LAT_ALT_MAX_REQUESTS if x != 16]:
+                samples, stop = [], threading.Event()
+
+                def sample():
+                    last = None
+                    while not stop.is_set():
+                        st = {p.name: p.read() for p in pers}
+                        key = tuple(st[k]["requests"] for k in ("hub", "ecrp"))
+                        if key != last:
+                            samples.append({"t": time.perf_counter(),
+                                            "hub": st["hub"]["requests"], "ecrp": st["ecrp"]["requests"],
+                                            "hub_kinds": st["hub"]["by_kind"]})
+                            last = key
+                        time.sleep(0.05)
+                s0 = {p.name: p.snap() for p in pers}
+                th = threading.Thread(target=sample, daemon=True)
+                th.start()
+                time.sleep(0.3)
+                t0 = time.perf_counter()  # timed() starts its clock ≤ 0.1 s later (access-log marks)
+                r = timed(f"W6 profile mr{n}", ems_cmd, lenv(ECR_MIRROR_SYNC_MAX_REQUESTS=str(n)), (up, ecr),
+                          ems_summary)
+                stop.set()
+                th.join()
+                s1 = {p.name: p.snap() for p in pers}
+                r["personality"] = {p.name: personality_delta(s0[p.name], s1[p.name]) for p in pers}
+                base = samples[0] if samples else {"hub": 0, "ecrp": 0}
+                series = [{"t_s": round(x["t"] - t0, 3), "hub": x["hub"] - base["hub"],
+                           "ecr": x["ecrp"] - base["ecrp"],
+                           "hub_head": x["hub_kinds"].get("HEAD Manifest", 0) - base.get("hub_kinds", {}).get("HEAD Manifest", 0)}
+                          for x in samples]
+                inflight = []
+                for a_, b_ in zip(series, series[1:]):
+                    dt = b_["t_s"] - a_["t_s"]
+                    if dt > 0:
+                        inflight.append({"t_s": b_["t_s"], "hub_in_flight": round((b_["hub"] - a_["hub"]) / dt * LAT_UP_MS / 1000, 1)})
+                first = next((x["t_s"] for x in series if x["hub"] > 0), None)
+                first_head = next((x["t_s"] for x in series if x["hub_head"] > 0), None)
+                last_head = next((x["t_s"] for x in series if x["hub_head"] >= n_tags), None)
+                prof["levels"][str(n)] = {"wall_s": r["wall_s"], "series": series, "hub_in_flight": inflight,
+                                          "first_hub_request_by_s": first, "first_hub_head_by_s": first_head,
+                                          "last_hub_head_by_s": last_head, "personality": r["personality"]}
+                log(f"profile mr{n}: wall {r['wall_s']:.2f} s, first hub request by {first} s, first HEAD by "
+                    f"{first_head} s, all HEADs by {last_head} s, peak in flight "
+                    f"{max([x['hub_in_flight'] for x in inflight] or [0])}")
+            write("w6_profile", prof)
     hub.stop()
     ecrp.stop()
     shim.terminate()

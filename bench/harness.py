@@ -1128,7 +1128,10 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
                            {"Accept": accept, "Authorization": basic})
                 assert r.status == 200 and r.getheader("Docker-Content-Digest"), (r.status, i, t)
 
-            jobs = [(i, t) for i in range(REPOS) for t in range(ntags)]
+            # tag-major order: the first `in_flight` HEADs go to different repositories, so their
+            # tokens are fetched in parallel (repository-major order would queue the pool behind
+            # one token fetch per repository: 50 × 100 ms)
+            jobs = [(i, t) for t in range(ntags) for i in range(REPOS)]
             t0 = time.perf_counter()
             with cf.ThreadPoolExecutor(in_flight) as a, cf.ThreadPoolExecutor(in_flight) as b:
                 fa = a.map(up_head, jobs)

@@ -1013,7 +1013,8 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
           "cold": {"runs": [], "runs_planned": RUNS_W6_COLD}, "noop": {"runs": []},
           "busy_before": loadavg()}
     # W6_APPEND=1: add rounds to an existing bench/out/w6.json (resume a cut-short run);
-    # W6_COLD_TOOLS picks the tools of the cold rounds (default "ems skopeo"); W6_NOOP=0 skips the no-op
+    # W6_COLD_TOOLS picks the tools of the cold rounds (default "ems skopeo"; "ems_parN" is ours with
+    # --parallel N); W6_NOOP=0 skips the no-op
     if os.environ.get("W6_APPEND") == "1":
         old = json.load(open(os.path.join(OUT, "w6.json")))
         for part in ("cold", "noop"):
@@ -1029,12 +1030,12 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
             rs = w6[part]["runs"]
             if not rs:
                 continue
-            tools = ["ems", "skopeo"] + [a for a, _ in alt]
+            tools = ["ems", "skopeo"] + sorted({x["tool"] for x in rs} - {"ems", "skopeo"})
             w6[part]["summary"] = summ(rs, tools)
             sm = w6[part]["summary"]
             if "ems" in sm and "skopeo" in sm:
                 w6[part]["ratio_skopeo_over_ems"] = sm["skopeo"]["wall_median_s"] / sm["ems"]["wall_median_s"]
-                for a, _ in alt:
+                for a in tools[2:]:
                     if a in sm:
                         w6[part][f"ratio_skopeo_over_{a}"] = sm["skopeo"]["wall_median_s"] / sm[a]["wall_median_s"]
             w6[part]["proxy_cpu"] = proxy_cpu(rs)
@@ -1045,9 +1046,12 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
         ecr.start(fresh=True)
         ecrp.start()
         order = ["skopeo", "ems"] if i % 2 else ["ems", "skopeo"]
-        for tool in [t for t in order if t in cold_tools]:
+        for tool in [t for t in order if t in cold_tools] + [t for t in cold_tools if t.startswith("ems_par")]:
             if tool == "ems":
                 r = run(f"W6 cold ems {i}", "ems", ems_cmd, lenv(), ems_summary)
+            elif tool.startswith("ems_par"):  # ours with --parallel N (images copied at once)
+                r = run(f"W6 cold {tool} {i}", tool, ems_cmd, lenv(ECR_MIRROR_SYNC_PARALLEL=tool[7:]),
+                        ems_summary)
             else:
                 r = run(f"W6 cold skopeo {i}", "skopeo", sko_cmd(4), base_env)
             r["run"] = i

@@ -172,6 +172,8 @@ def lat_tool_name(t):
         return "ecr-mirror-sync (default, 16 in flight per registry)"
     if t.startswith("ems_mr"):
         return f"ecr-mirror-sync `--max-requests {t[6:]}`"
+    if t.startswith("ems_par"):
+        return f"ecr-mirror-sync `--parallel {t[7:]}`"
     if t == "floor":
         return "floor: bare client, 16 in flight per registry"
     if t.startswith("floor"):
@@ -229,8 +231,8 @@ def latency_targets(w6, w7):
                 rows.append(f"| {label} | not measured | – |")
                 continue
             sm = d["summary"]
-            alts = [k for k in d if k.startswith("ratio_skopeo_over_ems_mr")]
-            extra = "".join(f"; with `--max-requests {k.rsplit('mr', 1)[1]}`: {d[k]:.1f}× "
+            alts = [k for k in d if k.startswith("ratio_skopeo_over_ems_")]
+            extra = "".join(f"; {lat_tool_name(k.split('over_', 1)[1]).replace('ecr-mirror-sync ', 'with ')}: {d[k]:.1f}× "
                             f"({ms(sm[k.split('over_', 1)[1]]['wall_median_s'])}) {verdict(d[k] >= goal)}"
                             for k in alts)
             rows.append(f"| {label} | {r:.1f}× ({ms(sm['ems']['wall_median_s'])} vs "
@@ -293,8 +295,8 @@ def latency_section(w6, w7):
             tools = ["ems", "skopeo"] + sorted({r["tool"] for r in d["runs"]} - {"ems", "skopeo"})
             P(lat_table(d["runs"], d["summary"], tools) + "\n")
             P(f"**Ratio, skopeo / ours (median wall): {d['ratio_skopeo_over_ems']:.1f}×** (target ≥ {goal}×)"
-              + "".join(f"; with `--max-requests {k.rsplit('mr', 1)[1]}`: {d[k]:.1f}×" for k in d
-                        if k.startswith("ratio_skopeo_over_ems_mr")) + ".\n")
+              + "".join(f"; {lat_tool_name(k.split('over_', 1)[1]).replace('ecr-mirror-sync ', 'with ')}: {d[k]:.1f}×"
+                        for k in d if k.startswith("ratio_skopeo_over_ems_")) + ".\n")
             P(f"Proxy CPU over all runs of this part: {proxy_cpu_line(d['proxy_cpu'])}.\n")
         P(busy(w6) + "\n")
     if w7 and w7.get("levels"):

@@ -292,6 +292,13 @@ def latency_section(w6, w7):
                 if d.get("runs_planned") and got < d["runs_planned"]:
                     P(f"**{got} of {d['runs_planned']} planned round(s) measured** (time limit).\n")
                 P("Before every round the \"ECR\" registry restarts on empty storage, and its personality with it.\n")
+                counts = {t: v["runs"] for t, v in d["summary"].items()}
+                if len(set(counts.values())) > 1:
+                    P("Rounds per tool differ: " + ", ".join(f"{lat_tool_name(t)} {n}" for t, n in counts.items())
+                      + " (a skopeo cold round takes minutes at this latency; the run had a time limit).\n")
+                for x in d.get("excluded_runs", []):
+                    P(f"Excluded: {lat_tool_name(x['tool'])} round {x['run']} ({x['wall_s']:.0f} s): "
+                      f"{x.get('excluded_because', '')}.\n")
             tools = ["ems", "skopeo"] + sorted({r["tool"] for r in d["runs"]} - {"ems", "skopeo"})
             P(lat_table(d["runs"], d["summary"], tools) + "\n")
             P(f"**Ratio, skopeo / ours (median wall): {d['ratio_skopeo_over_ems']:.1f}×** (target ≥ {goal}×)"

@@ -14,8 +14,14 @@ Every timed run goes through /usr/bin/time -v (peak RSS) and a wall clock taken 
 come from the registries' access logs (one Apache combined line per request on stdout), sliced by
 byte offset around each run.
 
-Writes bench/out/w1.json, w2.json, w4.json, w5.json, w1rule.json, env.json.
-Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000), WORKLOADS (default "w2 w1 w5 w4 w1rule";
+W6/W7 (issue 13 section 4) put a registry personality (bench/latency_proxy.md) in front of each
+registry: Docker Hub's manners with LAT_UP_MS (100) per request in front of the upstream, ECR's with
+LAT_ECR_MS (5) in front of the "ECR" registry; PERSONALITY_BIN is the integration test binary.
+
+Writes bench/out/w1.json, w2.json, w4.json, w5.json, w1rule.json, w6.json, w7.json, env.json.
+Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000),
+     WORKLOADS (default "w2 w1 w5 w4 w1rule w6 w7"; RUNS_W6_COLD, W7_LEVELS "4 20" tags per repo,
+     LAT_ALT_MAX_REQUESTS "32 64" (also time ours and the floor at these --max-requests; "" = none);
      also "w1profile", and "hold": set up the W1 estate and wait, for profiling by hand),
      BENCH_TMP (parent dir of the work dir), KEEP=1 keeps the work dir.
 """
@@ -29,14 +35,24 @@ BIN = os.environ["BIN"]
 RUNS = int(os.environ.get("RUNS", "5"))
 REPOS = int(os.environ.get("REPOS", "50"))
 W4_REPOS = int(os.environ.get("W4_REPOS", "1000"))
-WORKLOADS = os.environ.get("WORKLOADS", "w2 w1 w5 w4 w1rule").split()
+WORKLOADS = os.environ.get("WORKLOADS", "w2 w1 w5 w4 w1rule w6 w7").split()
 VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
 MOTO = os.path.join(ROOT, ".venv", "bin", "moto_server")
 ECR_USER, ECR_PASS = "AWS", "123456789012-auth-token"
 LAYER = 65536
 RUNS_W2 = int(os.environ.get("RUNS_W2", str(RUNS)))
 W5_LEVELS = [int(x) for x in os.environ.get("W5_LEVELS", "1 4 16").split()]  # tags per repo
-MAX_TAGS = max([4] + W5_LEVELS)  # generated upstream per repo; W1/W2 use 4
+# W6/W7 (issue 13 section 4): the registries behind the personalities of the integration tests
+# (bench/latency_proxy.md), Docker Hub's 100 ms away, ECR's 5 ms away.
+PERSONALITY_BIN = os.environ.get("PERSONALITY_BIN", "")
+LAT_UP_MS = int(os.environ.get("LAT_UP_MS", "100"))
+LAT_ECR_MS = int(os.environ.get("LAT_ECR_MS", "5"))
+RUNS_W6_COLD = int(os.environ.get("RUNS_W6_COLD", str(RUNS)))
+W7_LEVELS = [int(x) for x in os.environ.get("W7_LEVELS", "4 20").split()]  # tags per repo: 200, 1,000
+# extra rounds of ours (and of the floor) with more requests in flight per registry (--max-requests)
+LAT_ALT_MAX_REQUESTS = [int(x) for x in os.environ.get("LAT_ALT_MAX_REQUESTS", "32 64").split()]
+MAX_TAGS = max([4] + (W5_LEVELS if "w5" in WORKLOADS else [])
+               + (W7_LEVELS if "w7" in WORKLOADS else []))  # generated upstream per repo; W1/W2 use 4
 
 WORK = tempfile.mkdtemp(prefix="bench.", dir=os.environ.get("BENCH_TMP") or None)
 PROCS = []
@@ -383,7 +399,7 @@ def main():
                ECR_MIRROR_SYNC_DEST_TLS_VERIFY="false", ECR_MIRROR_SYNC_SRC_TLS_VERIFY="false",
                ECR_MIRROR_SYNC_POLICY=os.path.join(ROOT, "docker", "default-policy.json"))
 
-    need_estate = any(w in WORKLOADS for w in ("w1", "w2", "w5", "w1profile", "hold", "w1rule"))
+    need_estate = any(w in WORKLOADS for w in ("w1", "w2", "w5", "w1profile", "hold", "w1rule", "w6", "w7"))
     gen = {}
     if need_estate:
         # ---- upstream estate: REPOS repos × MAX_TAGS tags (W1/W2 use t0..t3)
@@ -795,6 +811,9 @@ for i in range(int(sys.argv[1])):
 '''
         subprocess.run([VENV_PY, "-c", script, str(REPOS)], env=moto_env, check=True)
 
+    if "w6" in WORKLOADS or "w7" in WORKLOADS:
+        latency_workloads(up, ecr, env, base_env, aws, moto_port, write)
+
     # ---- environment
     def ver(cmd):
         try:
@@ -816,13 +835,435 @@ for i in range(int(sys.argv[1])):
               "binary": BIN, "runs": RUNS, "generation": gen, "workloads": WORKLOADS}
     if WORKLOADS == ["w1profile"]:
         return
-    if os.path.exists(os.path.join(OUT, "env.json")) and set(WORKLOADS) != {"w1", "w2", "w4", "w5", "w1rule"}:
+    if os.path.exists(os.path.join(OUT, "env.json")) and set(WORKLOADS) != {"w1", "w2", "w4", "w5", "w1rule", "w6", "w7"}:
         old = json.load(open(os.path.join(OUT, "env.json")))
         old.update({k: v for k, v in envdoc.items() if k != "workloads"})
         old["workloads"] = sorted(set(old.get("workloads", [])) | set(WORKLOADS))
         envdoc = old
     with open(os.path.join(OUT, "env.json"), "w") as f:
         json.dump(envdoc, f, indent=2)
+
+
+# ------------------------------------------------------------------ W6 / W7: at real latency
+class Personality:
+    """One registry personality of the integration tests as a server (bench/latency_proxy.md):
+    KIND's manners and DELAY_MS per request in front of a running registry."""
+
+    def __init__(self, name, kind, backend, delay_ms):
+        self.name, self.kind, self.backend, self.delay_ms = name, kind, backend, delay_ms
+        self.proc = None
+        self.gen = 0
+
+    def start(self):
+        self.stop()
+        self.gen += 1
+        self.state = os.path.join(WORK, f"{self.name}.{self.gen}.state.json")
+        spec = f"{self.kind} http://127.0.0.1:{self.backend.port} {self.delay_ms} {self.state}"
+        self.proc = subprocess.Popen(
+            [PERSONALITY_BIN, "registries::serve_personality_for_benchmarks", "--ignored", "--exact",
+             "--nocapture", "--test-threads", "1"],
+            env=dict(os.environ, PERSONALITY_SERVE=spec),
+            stdout=open(os.path.join(WORK, f"{self.name}.out"), "ab"), stderr=subprocess.STDOUT)
+        PROCS.append(self.proc)
+        for _ in range(600):
+            if os.path.exists(self.state):
+                break
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: personality {self.name} exited ({self.proc.returncode}); "
+                                 f"see {WORK}/{self.name}.out")
+            time.sleep(0.05)
+        else:
+            raise SystemExit(f"bench: personality {self.name} did not start")
+        st = self.read()
+        self.url = st["url"]
+        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
+        log(f"personality {self.name} ({self.kind}, {self.delay_ms} ms) at {self.url} "
+            f"in front of :{self.backend.port}")
+
+    def read(self):
+        for _ in range(50):
+            try:
+                return json.load(open(self.state))
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        raise SystemExit(f"bench: cannot read {self.state}")
+
+    def snap(self):
+        time.sleep(0.45)  # the state file is rewritten every 200 ms
+        return self.read()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            open(self.state + ".stop", "w").close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                self.proc.wait(timeout=10)
+
+
+def personality_delta(a, b):
+    """What a personality handled between two state snapshots: requests, own CPU, by kind."""
+    req = b["requests"] - a["requests"]
+    cpu = b["cpu_ns"] - a["cpu_ns"]
+    kinds = {k: v - a["by_kind"].get(k, 0) for k, v in b["by_kind"].items() if v - a["by_kind"].get(k, 0)}
+    d = {"requests": req, "cpu_ns": cpu, "cpu_us_per_request": round(cpu / req / 1000, 1) if req else None,
+         "by_kind": kinds}
+    for k in ("pulls_spent", "rate_limited", "redirects"):
+        if k in b:
+            d[k] = b[k] - a.get(k, 0)
+    return d
+
+
+def latency_workloads(up, ecr, env, base_env, aws, moto_port, write):
+    """W6 (W1 and W2 at real latency, ours against skopeo) and W7 (the no-op at 200 and 1,000 tags
+    against a bare client's floor). Estate: moto repositories lat/app-NNN whose upstream-image is
+    the Hub personality; ours writes lat/*, skopeo skopeo-lat/*, both through the ECR personality."""
+    if not PERSONALITY_BIN or not os.access(PERSONALITY_BIN, os.X_OK):
+        raise SystemExit("bench: W6/W7 need PERSONALITY_BIN (the integration test binary, "
+                         "bench/latency_proxy.md)")
+    hub = Personality("hub", "hub", up, LAT_UP_MS)
+    ecrp = Personality("ecrp", "ecr", ecr, LAT_ECR_MS)
+    hub.start()
+    ecrp.start()
+    pers = (hub, ecrp)
+    moto_env = dict(base_env, **aws, AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto_port}")
+
+    def set_lat_tags(host, ntags):
+        script = r'''
+import sys, boto3, concurrent.futures as cf
+host, n, tags = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ecr = boto3.client("ecr")
+have = {r["repositoryName"]: r["repositoryArn"] for p in ecr.get_paginator("describe_repositories").paginate() for r in p["repositories"]}
+def one(i):
+    name = f"lat/app-{i:03d}"
+    t = [{"Key": "upstream-image", "Value": f"{host}/up/app-{i:03d}"}, {"Key": "upstream-tags", "Value": tags}]
+    if name in have:
+        ecr.tag_resource(resourceArn=have[name], tags=t)
+    else:
+        ecr.create_repository(repositoryName=name, tags=t)
+with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
+'''
+        subprocess.run([VENV_PY, "-c", script, host, str(REPOS), "/".join(f"t{t}" for t in range(ntags))],
+                       env=moto_env, check=True)
+
+    hub_host = f"127.0.0.1:{hub.port}"
+    # skopeo reads the upstream through bench/hub_shim.py (it refuses the personality's token
+    # answer, whose issued_at is an HTTP date, and would send Authorization to the "CDN")
+    shim_port = free_port()
+    shim = subprocess.Popen([sys.executable, os.path.join(HERE, "hub_shim.py"), str(shim_port), str(hub.port)],
+                            stderr=open(os.path.join(WORK, "hub_shim.err"), "ab"))
+    PROCS.append(shim)
+    wait_http(shim_port, "/v2/", shim, "hub shim")
+    def lenv(**extra):  # the ECR personality gets a new port when it restarts (cold rounds)
+        return dict(env, ECR_MIRROR_SYNC_REGISTRY_ENDPOINT=f"http://127.0.0.1:{ecrp.port}", **extra)
+    ems_cmd = [BIN, "sync", "--output", "json", "--prefix", "lat"]
+
+    def sko_cmd(ntags):
+        path = os.path.join(WORK, f"skopeo-lat-{ntags}.yaml")
+        with open(path, "w") as f:
+            f.write(f"127.0.0.1:{shim_port}:\n  tls-verify: false\n  images:\n")
+            for i in range(REPOS):
+                f.write(f"    {repo_name(i)}: [{', '.join(f't{t}' for t in range(ntags))}]\n")
+        return ["skopeo", "sync", "--all", "--insecure-policy", "--src", "yaml", "--dest", "docker",
+                "--dest-creds", f"{ECR_USER}:{ECR_PASS}", "--dest-tls-verify=false", path,
+                f"127.0.0.1:{ecrp.port}/skopeo-lat"]
+
+    def run(label, tool, argv, e, check=None, noop_tags=None):
+        s0 = {p.name: p.snap() for p in pers}
+        c0 = proc_cpu(shim)
+        r = timed(label, argv, e, (up, ecr), check)
+        s1 = {p.name: p.snap() for p in pers}
+        if tool == "skopeo":
+            r["shim_cpu_s"] = round(proc_cpu(shim) - c0, 3)
+        r["personality"] = {p.name: personality_delta(s0[p.name], s1[p.name]) for p in pers}
+        r["tool"] = tool
+        if noop_tags is not None:
+            s_ = r.get("ems_summary") or {}
+            if s_.get("skipped") != noop_tags or s_.get("copied"):
+                raise SystemExit(f"bench: {label}: not a no-op of {noop_tags} tags: {s_}")
+        ph, pe = r["personality"]["hub"], r["personality"]["ecrp"]
+        log(f"{label:24s} {r['wall_s']*1000:9.0f} ms  hub {ph['requests']} req "
+            f"({ph['cpu_us_per_request']} µs CPU/req), ecr {pe['requests']} req "
+            f"({pe['cpu_us_per_request']} µs CPU/req)")
+        return r
+
+    def summ(runs, tools):
+        return {t: summarize([x for x in runs if x["tool"] == t]) for t in tools
+                if any(x["tool"] == t for x in runs)}
+
+    def proxy_cpu(runs):
+        out = {}
+        for name in ("hub", "ecrp"):
+            req = sum(x["personality"][name]["requests"] for x in runs)
+            cpu = sum(x["personality"][name]["cpu_ns"] for x in runs)
+            out[name] = {"requests": req, "cpu_ms": round(cpu / 1e6, 1),
+                         "cpu_us_per_request": round(cpu / req / 1000, 1) if req else None}
+        return out
+
+    alt = [(f"ems_mr{n}", n) for n in LAT_ALT_MAX_REQUESTS if n != 16]
+    lat = {"upstream_ms": LAT_UP_MS, "ecr_ms": LAT_ECR_MS, "upstream_kind": "hub", "ecr_kind": "ecr",
+           "personality_bin": PERSONALITY_BIN}
+    n_tags = REPOS * 4
+    estate = {"repos": REPOS, "tags": n_tags, "platforms": 2, "layers_per_platform": 2,
+              "layer_bytes": LAYER, "unique_blobs": 1 + n_tags * 4, "manifests": n_tags * 3}
+
+    # ---- W6 cold: the ECR registry (and its personality) restart on empty storage before a round
+    w6 = {"workload": "W6: W1 and W2 at real latency", "latency": lat, "estate": estate,
+          "cold": {"runs": [], "runs_planned": RUNS_W6_COLD}, "noop": {"runs": []},
+          "busy_before": loadavg()}
+    # W6_APPEND=1: add rounds to an existing bench/out/w6.json (resume a cut-short run);
+    # W6_COLD_TOOLS picks the tools of the cold rounds (default "ems skopeo"; "ems_parN" is ours with
+    # --parallel N); W6_NOOP=0 skips the no-op
+    if os.environ.get("W6_APPEND") == "1":
+        old = json.load(open(os.path.join(OUT, "w6.json")))
+        for part in ("cold", "noop"):
+            w6[part]["runs"] = old.get(part, {}).get("runs", [])
+            if old.get(part, {}).get("excluded_runs"):
+                w6[part]["excluded_runs"] = old[part]["excluded_runs"]
+        w6["busy_before"] = old.get("busy_before", w6["busy_before"])
+    cold_tools = os.environ.get("W6_COLD_TOOLS", "ems skopeo").split()
+    cold_first = 1 + max([r["run"] for r in w6["cold"]["runs"]] or [0])
+
+    def write_w6():
+        for part in ("cold", "noop"):
+            rs = w6[part]["runs"]
+            if not rs:
+                continue
+            tools = ["ems", "skopeo"] + sorted({x["tool"] for x in rs} - {"ems", "skopeo"})
+            w6[part]["summary"] = summ(rs, tools)
+            sm = w6[part]["summary"]
+            if "ems" in sm and "skopeo" in sm:
+                w6[part]["ratio_skopeo_over_ems"] = sm["skopeo"]["wall_median_s"] / sm["ems"]["wall_median_s"]
+                for a in tools[2:]:
+                    if a in sm:
+                        w6[part][f"ratio_skopeo_over_{a}"] = sm["skopeo"]["wall_median_s"] / sm[a]["wall_median_s"]
+            w6[part]["proxy_cpu"] = proxy_cpu(rs)
+        w6["busy_after"] = loadavg()
+        write("w6", w6)
+
+    def cold_round(i):
+        ecr.start(fresh=True)
+        ecrp.start()
+        order = ["skopeo", "ems"] if i % 2 else ["ems", "skopeo"]
+        for tool in [t for t in order if t in cold_tools] + [t for t in cold_tools if t.startswith("ems_par")]:
+            if tool == "ems":
+                r = run(f"W6 cold ems {i}", "ems", ems_cmd, lenv(), ems_summary)
+            elif tool.startswith("ems_par"):  # ours with --parallel N (images copied at once)
+                r = run(f"W6 cold {tool} {i}", tool, ems_cmd, lenv(ECR_MIRROR_SYNC_PARALLEL=tool[7:]),
+                        ems_summary)
+            else:
+                r = run(f"W6 cold skopeo {i}", "skopeo", sko_cmd(4), base_env)
+            r["run"] = i
+            w6["cold"]["runs"].append(r)
+        write_w6()
+
+    set_lat_tags(hub_host, 4)
+    if "w6" in WORKLOADS:
+        cold_round(cold_first)
+        for i in range(1, RUNS + 1 if os.environ.get("W6_NOOP", "1") == "1" else 1):
+            order = ["ems", "skopeo"] if i % 2 else ["skopeo", "ems"]
+            for tool in order:
+                if tool == "ems":
+                    r = run(f"W6 no-op ems {i}", "ems", ems_cmd, lenv(), ems_summary, n_tags)
+                else:
+                    r = run(f"W6 no-op skopeo {i}", "skopeo", sko_cmd(4), base_env)
+                r["run"] = i
+                w6["noop"]["runs"].append(r)
+            for a, n in alt:
+                r = run(f"W6 no-op {a} {i}", a, ems_cmd, lenv(ECR_MIRROR_SYNC_MAX_REQUESTS=str(n)),
+                        ems_summary, n_tags)
+                r["run"] = i
+                w6["noop"]["runs"].append(r)
+            write_w6()
+
+    # ---- W7: ours against a bare client's floor, at REPOS × W7_LEVELS tags
+    if "w7" in WORKLOADS:
+        import base64, threading
+        basic = "Basic " + base64.b64encode(f"{ECR_USER}:{ECR_PASS}".encode()).decode()
+        accept = ", ".join([OCI_I, OCI_M, "application/vnd.docker.distribution.manifest.list.v2+json",
+                            "application/vnd.docker.distribution.manifest.v2+json"])
+
+        def floor(ntags, in_flight):
+            """One manifest HEAD per tag on each side, `in_flight` per registry (two pools at once),
+            keep-alive connections per thread; upstream with Hub's flow (one anonymous token per
+            repository scope, fetched by the first HEAD of that repository that needs it), ECR
+            with Basic auth. Returns (seconds, requests per side)."""
+            local = threading.local()
+            tokens, locks = {}, {i: threading.Lock() for i in range(REPOS)}
+            counts = {"hub": 0, "ecrp": 0}
+            clock = threading.Lock()
+
+            def conn(port):
+                cs = getattr(local, "c", None)
+                if cs is None:
+                    cs = local.c = {}
+                if port not in cs:
+                    cs[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                return cs[port]
+
+            def req(side, port, method, path, hdrs):
+                c = conn(port)
+                c.request(method, path, headers=hdrs)
+                r = c.getresponse()
+                body = r.read()
+                with clock:
+                    counts[side] += 1
+                return r, body
+
+            def token(i):
+                with locks[i]:
+                    if i not in tokens:
+                        r, body = req("hub", hub.port, "GET", f"/token?service=registry.docker.io&scope="
+                                      f"repository:{repo_name(i)}:pull", {})
+                        assert r.status == 200, (r.status, body[:200])
+                        tokens[i] = json.loads(body)["token"]
+                    return tokens[i]
+
+            def up_head(job):
+                i, t = job
+                r, _ = req("hub", hub.port, "HEAD", f"/v2/{repo_name(i)}/manifests/t{t}",
+                           {"Accept": accept, "Authorization": f"Bearer {token(i)}"})
+                assert r.status == 200 and r.getheader("Docker-Content-Digest"), (r.status, i, t)
+
+            def ecr_head(job):
+                i, t = job
+                r, _ = req("ecrp", ecrp.port, "HEAD", f"/v2/lat/app-{i:03d}/manifests/t{t}",
+                           {"Accept": accept, "Authorization": basic})
+                assert r.status == 200 and r.getheader("Docker-Content-Digest"), (r.status, i, t)
+
+            # tag-major order: the first `in_flight` HEADs go to different repositories, so their
+            # tokens are fetched in parallel (repository-major order would queue the pool behind
+            # one token fetch per repository: 50 × 100 ms)
+            jobs = [(i, t) for t in range(ntags) for i in range(REPOS)]
+            t0 = time.perf_counter()
+            with cf.ThreadPoolExecutor(in_flight) as a, cf.ThreadPoolExecutor(in_flight) as b:
+                fa = a.map(up_head, jobs)
+                fb = b.map(ecr_head, jobs)
+                list(fa)
+                list(fb)
+            return time.perf_counter() - t0, counts
+
+        def floor_run(label, ntags, in_flight):
+            s0 = {p.name: p.snap() for p in pers}
+            wall, counts = floor(ntags, in_flight)
+            s1 = {p.name: p.snap() for p in pers}
+            r = {"wall_s": wall, "max_rss_kib": 0, "cpu_s": 0.0, "requests_sent": counts,
+                 "personality": {p.name: personality_delta(s0[p.name], s1[p.name]) for p in pers}}
+            log(f"{label:24s} {wall*1000:9.0f} ms  sent hub {counts['hub']}, ecr {counts['ecrp']}")
+            return r
+
+        w7 = {"workload": "W7: no-op at real latency against a bare client's floor", "latency": lat,
+              "repos": REPOS, "levels": {}, "busy_before": loadavg()}
+        levels_planned = [REPOS * t for t in W7_LEVELS]
+        for ntags in W7_LEVELS:
+            tags = REPOS * ntags
+            if ntags > 4 or "w6" not in WORKLOADS:
+                # prime without latency: moto points at the upstream registry itself, ours writes
+                # straight to the ECR registry; then moto points at the Hub personality again
+                set_lat_tags(f"127.0.0.1:{up.port}", ntags)
+                r = timed(f"prime W7 {tags}", ems_cmd, env, (), ems_summary)
+                log(f"primed W7 at {tags} tags (no latency) in {r['wall_s']:.1f} s: {r['ems_summary']}")
+                set_lat_tags(hub_host, ntags)
+            busy0 = loadavg()
+            runs = []
+            for i in range(1, RUNS + 1):
+                order = ["ems", "floor"] if i % 2 else ["floor", "ems"]
+                for what in order:
+                    if what == "ems":
+                        r = run(f"W7@{tags} ems {i}", "ems", ems_cmd, lenv(), ems_summary, tags)
+                    else:
+                        r = floor_run(f"W7@{tags} floor {i}", ntags, 16)
+                        r["tool"] = "floor"
+                    r["run"] = i
+                    runs.append(r)
+                for a, n in alt:
+                    r = run(f"W7@{tags} {a} {i}", a, ems_cmd,
+                            lenv(ECR_MIRROR_SYNC_MAX_REQUESTS=str(n)), ems_summary, tags)
+                    r["run"] = i
+                    runs.append(r)
+                    r = floor_run(f"W7@{tags} floor{n} {i}", ntags, n)
+                    r.update(tool=f"floor{n}", run=i)
+                    runs.append(r)
+            tools = ["ems", "floor"] + [x for a, n in alt for x in (a, f"floor{n}")]
+            sm = summ(runs, tools)
+            d = {"tags": tags, "tags_per_repo": ntags, "runs": runs, "summary": sm,
+                 "ratio_ems_over_floor": sm["ems"]["wall_median_s"] / sm["floor"]["wall_median_s"],
+                 "proxy_cpu": proxy_cpu(runs), "busy_before": busy0, "busy_after": loadavg()}
+            for a, n in alt:
+                d[f"ratio_{a}_over_floor{n}"] = sm[a]["wall_median_s"] / sm[f"floor{n}"]["wall_median_s"]
+            w7["levels"][str(tags)] = d
+            fits = {}
+            xs = sorted(int(k) for k in w7["levels"])
+            for tool in tools:
+                pts = [(x, w7["levels"][str(x)]["summary"][tool]["wall_median_s"] * 1000) for x in xs
+                       if tool in w7["levels"][str(x)]["summary"]]
+                if len(pts) == 2:
+                    (x0, y0), (x1, y1) = pts
+                    slope = (y1 - y0) / (x1 - x0)
+                    fits[tool] = {"ms_per_tag": slope, "constant_ms": y0 - slope * x0, "points": 2}
+            w7.update(fit=fits, levels_planned=levels_planned, busy_after=loadavg())
+            write("w7", w7)
+        if "w6" in WORKLOADS and RUNS_W6_COLD > 1:
+            set_lat_tags(hub_host, 4)
+    if "w6" in WORKLOADS:
+        for i in range(cold_first + 1, cold_first + RUNS_W6_COLD):
+            cold_round(i)
+        # W6_PROFILE=1: one no-op per --max-requests level with the personalities' state files
+        # sampled every 50 ms (they are rewritten every 200 ms): completed requests over time, and
+        # by Little's law the requests in flight (rate × delay), so it shows which phase of the
+        # run waits on what.
+        if os.environ.get("W6_PROFILE") == "1":
+            import threading
+            prof = {"delay_ms": {"hub": LAT_UP_MS, "ecrp": LAT_ECR_MS}, "levels": {}}
+            for n in [16] + [x for x in LAT_ALT_MAX_REQUESTS if x != 16]:
+                samples, stop = [], threading.Event()
+
+                def sample():
+                    last = None
+                    while not stop.is_set():
+                        st = {p.name: p.read() for p in pers}
+                        key = tuple(st[k]["requests"] for k in ("hub", "ecrp"))
+                        if key != last:
+                            samples.append({"t": time.perf_counter(),
+                                            "hub": st["hub"]["requests"], "ecrp": st["ecrp"]["requests"],
+                                            "hub_kinds": st["hub"]["by_kind"]})
+                            last = key
+                        time.sleep(0.05)
+                s0 = {p.name: p.snap() for p in pers}
+                th = threading.Thread(target=sample, daemon=True)
+                th.start()
+                time.sleep(0.3)
+                t0 = time.perf_counter()  # timed() starts its clock ≤ 0.1 s later (access-log marks)
+                r = timed(f"W6 profile mr{n}", ems_cmd, lenv(ECR_MIRROR_SYNC_MAX_REQUESTS=str(n)), (up, ecr),
+                          ems_summary)
+                stop.set()
+                th.join()
+                s1 = {p.name: p.snap() for p in pers}
+                r["personality"] = {p.name: personality_delta(s0[p.name], s1[p.name]) for p in pers}
+                base = samples[0] if samples else {"hub": 0, "ecrp": 0}
+                series = [{"t_s": round(x["t"] - t0, 3), "hub": x["hub"] - base["hub"],
+                           "ecr": x["ecrp"] - base["ecrp"],
+                           "hub_head": x["hub_kinds"].get("HEAD Manifest", 0) - base.get("hub_kinds", {}).get("HEAD Manifest", 0)}
+                          for x in samples]
+                inflight = []
+                for a_, b_ in zip(series, series[1:]):
+                    dt = b_["t_s"] - a_["t_s"]
+                    if dt > 0:
+                        inflight.append({"t_s": b_["t_s"], "hub_in_flight": round((b_["hub"] - a_["hub"]) / dt * LAT_UP_MS / 1000, 1)})
+                first = next((x["t_s"] for x in series if x["hub"] > 0), None)
+                first_head = next((x["t_s"] for x in series if x["hub_head"] > 0), None)
+                last_head = next((x["t_s"] for x in series if x["hub_head"] >= n_tags), None)
+                prof["levels"][str(n)] = {"wall_s": r["wall_s"], "series": series, "hub_in_flight": inflight,
+                                          "first_hub_request_by_s": first, "first_hub_head_by_s": first_head,
+                                          "last_hub_head_by_s": last_head, "personality": r["personality"]}
+                log(f"profile mr{n}: wall {r['wall_s']:.2f} s, first hub request by {first} s, first HEAD by "
+                    f"{first_head} s, all HEADs by {last_head} s, peak in flight "
+                    f"{max([x['hub_in_flight'] for x in inflight] or [0])}")
+            write("w6_profile", prof)
+    hub.stop()
+    ecrp.stop()
+    shim.terminate()
 
 
 if __name__ == "__main__":

@@ -1013,6 +1013,42 @@ async fn hub_token_expiring_mid_run_is_renewed() {
     );
 }
 
+/// Docker Hub hands out one token per repository. Fetching one must not hold up the others:
+/// with a token endpoint that takes 300 ms, the tokens of 6 repositories are requested
+/// concurrently (before, one lock over all scopes was held across each fetch, so they went
+/// one at a time and every request to the registry waited behind them: W6 in
+/// docs/benchmarks.md). One token per repository, still.
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_tokens_of_different_repositories_are_fetched_concurrently() {
+    let e = Estate::start(Upstream::Hub { budget: 100 }).await;
+    e.src
+        .set_manners(|m| m.token_delay = Duration::from_millis(300));
+    for i in 0..6 {
+        let img = small_img(330 + i);
+        e.push_up(&format!("library/app{i}"), "v1", &img).await;
+        e.create_repo(&format!("mirror/app{i}"), &format!("library/app{i}"), "v1")
+            .await;
+    }
+    let run = e.sync(&[]).await;
+    let ctx = run.ctx();
+    run.assert_code(0);
+    let n = e.src.counters();
+    assert!(
+        n.tokens_in_flight_max >= 2,
+        "token requests were sent one at a time (at most {} in flight)\n{ctx}",
+        n.tokens_in_flight_max
+    );
+    let mut scopes: Vec<String> = n.token_scopes.iter().map(|s| s.join(" ")).collect();
+    scopes.sort();
+    scopes.dedup();
+    assert_eq!(
+        scopes.len(),
+        n.token_scopes.len(),
+        "one token per scope: {:?}\n{ctx}",
+        n.token_scopes
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redirect targets never see credentials
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ mod tls;
 use redirect::redirect_policy;
 pub use retry::{parse_rate_limit, parse_rate_limit_window, parse_retry_after, RetryPolicy};
 pub use state::{AllTags, TagSet};
-pub(in crate::oci) use state::{PullBudget, PullGuard, TagListCell};
+pub(in crate::oci) use state::{PullBudget, PullGuard, TagListCell, TokenCell};
 pub use stats::Stats;
 use tls::load_cert_dir;
 pub(super) use tls::transport_err;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
-use tokio::sync::{Mutex, OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::{RegistryError, TransportKind};
 use auth::{basic_header, parse_challenge, Challenge, Credentials, Secret};
@@ -109,7 +109,9 @@ pub struct Registry {
     pub(in crate::oci) cfg: RegistryConfig,
     pub(in crate::oci) http: reqwest::Client,
     pub(in crate::oci) base: OnceCell<(String, Challenge)>,
-    pub(in crate::oci) tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    /// Bearer tokens by scope. Each scope has its own cell, so fetching one repository's token
+    /// never holds up requests (or token fetches) for another; one fetch per scope at a time.
+    pub(in crate::oci) tokens: std::sync::Mutex<HashMap<String, TokenCell>>,
     pub(in crate::oci) limit: Arc<Semaphore>,
     /// Per repository: its tag list, read at most once per run ([`Registry::listed_tags`]).
     pub(in crate::oci) tag_lists: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<TagSet>>>>>,
@@ -183,7 +185,7 @@ impl Registry {
             cfg,
             http,
             base: OnceCell::new(),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Default::default(),
             tag_lists: Default::default(),
             budget: Default::default(),
             all_tag_lists: Default::default(),
@@ -314,9 +316,9 @@ impl Registry {
             }
             (Challenge::Basic, Credentials::Anonymous) => None,
             (Challenge::Bearer { realm, service }, creds) => {
-                let key = scopes.join(" ");
-                let mut tokens = self.tokens.lock().await;
-                if let Some((tok, until)) = tokens.get(&key) {
+                let cell = self.token_cell(&scopes.join(" "));
+                let mut slot = cell.lock().await;
+                if let Some((tok, until)) = slot.as_ref() {
                     if Instant::now() < *until {
                         return Ok(Some(bearer(tok)));
                     }
@@ -325,7 +327,7 @@ impl Registry {
                     .fetch_token(realm, service.as_deref(), scopes, creds)
                     .await?;
                 let header = bearer(&tok.0);
-                tokens.insert(key, tok);
+                *slot = Some(tok);
                 return Ok(Some(header));
             }
         };
@@ -334,6 +336,16 @@ impl Registry {
             v.set_sensitive(true);
             v
         }))
+    }
+
+    /// The token cell of one scope key (created empty on first use).
+    fn token_cell(&self, key: &str) -> TokenCell {
+        self.tokens
+            .lock()
+            .expect("not poisoned")
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     pub(in crate::oci) async fn fetch_token(
@@ -396,7 +408,7 @@ impl Registry {
     }
 
     pub(in crate::oci) async fn forget_auth(&self, scopes: &[String]) {
-        self.tokens.lock().await.remove(&scopes.join(" "));
+        *self.token_cell(&scopes.join(" ")).lock().await = None;
         if let Credentials::Dynamic(src) = &self.cfg.credentials {
             src.invalidate().await;
         }

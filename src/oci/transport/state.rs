@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use super::auth::Secret;
 use crate::oci::RegistryError;
 
 /// A registry's pull budget, as its `RateLimit-Remaining: N;w=SECS` headers show it. A manifest
@@ -38,3 +41,8 @@ pub type AllTags = Arc<Vec<String>>;
 /// The cached outcome of one listing (an error is shared too: a repository is listed once).
 pub(in crate::oci) type TagListCell =
     Arc<tokio::sync::OnceCell<Result<AllTags, Arc<RegistryError>>>>;
+
+/// One scope's bearer token and when it stops being used; `None` until fetched (or after a
+/// 401 invalidated it). The async lock is held while the token is fetched, so concurrent
+/// requests for the same scope wait for that one fetch instead of each fetching.
+pub(in crate::oci) type TokenCell = Arc<tokio::sync::Mutex<Option<(Secret, Instant)>>>;

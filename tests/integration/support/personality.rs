@@ -114,6 +114,9 @@ pub struct Manners {
     /// Wait this long before handling each request on either listener (models a registry
     /// 5–100 ms away). Default zero.
     pub delay: Duration,
+    /// Docker Hub: how long the token endpoint takes to answer (on top of `delay`), so that
+    /// the tests can see how many token requests a client keeps in flight.
+    pub token_delay: Duration,
     /// Require HTTP Basic with this user and password on the main listener (the redirect
     /// targets stay open). For tests of "no credentials at redirect targets" with a private
     /// registry that redirects. Default none.
@@ -229,6 +232,9 @@ pub struct Counters {
     pub immutable_refusals: u64,
     /// Upload PUTs carrying a body refused by [`Manners::refuse_put_with_body`].
     pub put_bodies_refused: u64,
+    /// Token requests being answered right now, and the most at once (Docker Hub).
+    pub tokens_in_flight: u64,
+    pub tokens_in_flight_max: u64,
 }
 
 impl Counters {
@@ -745,6 +751,15 @@ async fn handle_main(state: &Arc<State>, req: HRequest<Incoming>) -> Response<Bo
     // --- Docker Hub's token endpoint and bearer gate ---
     if path == "/token" {
         if m.bearer_token_ttl.is_some() {
+            {
+                let mut c = state.counters.lock().unwrap();
+                c.tokens_in_flight += 1;
+                c.tokens_in_flight_max = c.tokens_in_flight_max.max(c.tokens_in_flight);
+            }
+            if !m.token_delay.is_zero() {
+                tokio::time::sleep(m.token_delay).await;
+            }
+            state.counters.lock().unwrap().tokens_in_flight -= 1;
             return issue_token(state, query.as_deref());
         }
         return oci_error(404, "NOT_FOUND", "no token endpoint");

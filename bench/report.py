@@ -450,6 +450,11 @@ def main():
     if os.path.exists(notes_path):
         P(open(notes_path).read().strip() + "\n")
 
+    # ---- hand-written figures of the latest round (bench/round_notes.md), kept verbatim
+    round_path = os.path.join(HERE, "round_notes.md")
+    if os.path.exists(round_path):
+        P(open(round_path).read().strip() + "\n")
+
     # ---- machine
     P("## Machine and versions\n")
     P("| | |\n|---|---|")

@@ -526,11 +526,18 @@ impl Registry {
         } else {
             format!("{base}/{url_or_path}")
         };
+        // The credentials first, then a slot: a request waiting for its repository's token
+        // (Docker Hub: one per repository, a round trip each) must not hold one of the
+        // registry's slots meanwhile, or a burst for one new repository stalls all the others.
+        let mut auth = self.authorization(scopes).await?;
         let _permit = self.limit.acquire().await.expect("semaphore never closed");
         for attempt in 0..2 {
             let mut rb = build(self.http.request(method.clone(), &url));
-            if let Some(h) = self.authorization(scopes).await? {
-                rb = rb.header(AUTHORIZATION, h);
+            if attempt > 0 {
+                auth = self.authorization(scopes).await?;
+            }
+            if let Some(h) = &auth {
+                rb = rb.header(AUTHORIZATION, h.clone());
             }
             self.stats.count(&method);
             let r = rb

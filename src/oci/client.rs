@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
-use super::manifest::{accept_header, classify, sha256_digest, Manifest, MAX_MANIFEST_BYTES};
+use super::manifest::{accept_header, classify, sha256_digest, Manifest};
 use super::transport::{transport_err, Access, Registry, TagSet};
 use super::RegistryError;
 
@@ -113,7 +113,7 @@ impl Registry {
         }
     }
 
-    /// GETs a manifest: at most [`MAX_MANIFEST_BYTES`], media type checked against the body,
+    /// GETs a manifest: at most [`MAX_MANIFEST_BYTES`](super::manifest::MAX_MANIFEST_BYTES), media type checked against the body,
     /// digest computed from the bytes and checked against the reference (when it is a digest)
     /// and against `Docker-Content-Digest`.
     pub async fn get_manifest(
@@ -148,21 +148,7 @@ impl Registry {
                 .get("docker-content-digest")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            if res
-                .content_length()
-                .is_some_and(|l| l > MAX_MANIFEST_BYTES as u64)
-            {
-                return Err(too_large(&what));
-            }
-            let mut body = Vec::new();
-            let mut stream = res.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, &what, &e))?;
-                if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-                    return Err(too_large(&what));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = self.read_limited(res, &what).await?;
             let digest = sha256_digest(&body);
             if reference.starts_with("sha256:") && reference != digest {
                 return Err(RegistryError::DigestMismatch {
@@ -197,25 +183,39 @@ impl Registry {
         reference: &str,
         m: &Manifest,
     ) -> Result<(), RegistryError> {
+        self.put_manifest_with_subject(repo, reference, m)
+            .await
+            .map(|_| ())
+    }
+
+    /// PUTs a manifest's exact bytes and tells whether the registry processed its `subject`
+    /// (the `OCI-Subject` response header of a registry with the referrers API).
+    pub async fn put_manifest_with_subject(
+        &self,
+        repo: &str,
+        reference: &str,
+        m: &Manifest,
+    ) -> Result<bool, RegistryError> {
         let what = format!("manifest {repo}:{reference}");
         let scopes = Self::scope_key(repo, Access::Push, None);
         let path = format!("/v2/{repo}/manifests/{reference}");
-        self.retrying(&what, || async {
-            self.send(
-                Method::PUT,
-                &path,
-                &scopes,
-                &what,
-                &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
-                &|rb| {
-                    rb.header(CONTENT_TYPE, m.media_type.as_str())
-                        .body(m.bytes.clone())
-                },
-            )
-            .await
-        })
-        .await?;
-        Ok(())
+        let res = self
+            .retrying(&what, || async {
+                self.send(
+                    Method::PUT,
+                    &path,
+                    &scopes,
+                    &what,
+                    &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
+                    &|rb| {
+                        rb.header(CONTENT_TYPE, m.media_type.as_str())
+                            .body(m.bytes.clone())
+                    },
+                )
+                .await
+            })
+            .await?;
+        Ok(res.headers().contains_key("oci-subject"))
     }
 
     /// The tags of `repo`, listed once per run and shared by every caller (`GET
@@ -586,11 +586,4 @@ impl Registry {
 /// 404 (no such repository or session), 408 and 429 (retried).
 fn refuses_form(status: u16) -> bool {
     (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429)
-}
-
-fn too_large(what: &str) -> RegistryError {
-    RegistryError::Invalid {
-        what: what.to_string(),
-        reason: format!("manifest is larger than the {MAX_MANIFEST_BYTES}-byte limit"),
-    }
 }

@@ -11,6 +11,7 @@
 //!   a registry or an archive ([`archive`]).
 
 pub mod archive;
+mod body;
 mod client;
 pub mod copy;
 mod error;

@@ -27,13 +27,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use futures::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 
-use super::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use super::manifest::Manifest;
+use super::transport::Access;
 use super::transport::Registry;
-use super::transport::{transport_err, Access};
 use super::RegistryError;
 
 /// The media type of a referrers list and of a fallback index.
@@ -298,56 +297,6 @@ impl Registry {
             Err(RegistryError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// PUTs a manifest's exact bytes and tells whether the registry processed its `subject`
-    /// (the `OCI-Subject` response header of a registry with the referrers API).
-    pub async fn put_manifest_with_subject(
-        &self,
-        repo: &str,
-        reference: &str,
-        m: &Manifest,
-    ) -> Result<bool, RegistryError> {
-        let what = format!("manifest {repo}:{reference}");
-        let scopes = Self::scope_key(repo, Access::Push, None);
-        let path = format!("/v2/{repo}/manifests/{reference}");
-        let res = self
-            .retrying(&what, || async {
-                self.send(
-                    Method::PUT,
-                    &path,
-                    &scopes,
-                    &what,
-                    &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
-                    &|rb| {
-                        rb.header(CONTENT_TYPE, m.media_type.as_str())
-                            .body(m.bytes.clone())
-                    },
-                )
-                .await
-            })
-            .await?;
-        Ok(res.headers().contains_key("oci-subject"))
-    }
-
-    async fn read_limited(
-        &self,
-        res: reqwest::Response,
-        what: &str,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let mut body = Vec::new();
-        let mut stream = res.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, what, &e))?;
-            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-                return Err(RegistryError::Invalid {
-                    what: what.to_string(),
-                    reason: format!("larger than the {MAX_MANIFEST_BYTES}-byte limit"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
     }
 
     /// Whether `repo` may have the tag: `false` only when the run's complete tag listing

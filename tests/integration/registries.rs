@@ -6,10 +6,10 @@
 //! - `personality_*`: the harness itself, driven with plain HTTP, so that a failure of the
 //!   tool below is known to be the tool's and not the proxy's;
 //! - the rest run the product binary (`copy`, `sync`) against moto plus the personalities
-//!   and assert what a correct tool must do. Tests that today's tool fails are
-//!   `#[ignore = "issue 13: ..."]`, naming what the tool lacks, so the suite stays green;
-//!   un-ignore each as its fix lands (`cargo test --test integration registries --
-//!   --ignored` runs them).
+//!   and assert what a correct tool must do. They all run: each one that waited for an
+//!   issue-13 fix was un-ignored with its fix. The one ignored function,
+//!   `serve_personality_for_benchmarks`, is not a test but a server for `bench/` and
+//!   `make demo`.
 //!
 //! Every claim about the wire comes from the personalities' hit logs and counters or the
 //! backing registries' access logs, never from the product's report alone.

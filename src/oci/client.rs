@@ -268,22 +268,12 @@ impl Registry {
                     &|rb| rb,
                 )
                 .await?;
-            if res.headers().contains_key(reqwest::header::LINK)
-                || res
-                    .content_length()
-                    .is_some_and(|l| l > MAX_TAG_LIST_BYTES as u64)
-            {
+            if res.headers().contains_key(reqwest::header::LINK) {
                 return Ok(None);
             }
-            let mut body = Vec::new();
-            let mut stream = res.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| transport_err(&self.cfg.registry, &what, &e))?;
-                if body.len() + chunk.len() > MAX_TAG_LIST_BYTES {
-                    return Ok(None);
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let Some(body) = self.read_at_most(res, &what, MAX_TAG_LIST_BYTES).await? else {
+                return Ok(None);
+            };
             let list: TagList =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
                     what: what.clone(),

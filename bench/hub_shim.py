@@ -3,12 +3,10 @@
 
     hub_shim.py LISTEN_PORT HUB_MAIN_PORT
 
-Why: the personality's token answer carries `issued_at` as an HTTP date ("Fri, 04 Dec 2026 …"),
-where the token spec (distribution's token.md) and Docker Hub send RFC 3339. skopeo refuses the
-token ("parsing time … as 2006-01-02T15:04:05Z07:00") and cannot read the upstream at all; our
-tool ignores the field. The shim forwards every request unchanged and rewrites only:
-  - the token JSON: `issued_at` to RFC 3339;
-  - `WWW-Authenticate`: the realm to the shim, so the token request also comes through here;
+The shim forwards every request unchanged and rewrites only:
+  - `WWW-Authenticate`: the realm to the shim, so skopeo's token requests cross the same hop as
+    the rest (its token answer's `issued_at` is RFC 3339 now, as Hub sends it; until 2026-12-04 it
+    was an HTTP date, which skopeo refused, and the shim rewrote it);
   - `Location` of the CDN redirect: host `127.0.0.1` to `localhost`. Go's client keeps
     `Authorization` on a redirect to the same host name on another port, and the CDN refuses a
     request with `Authorization` (400), as Docker Hub's does. Against the real Hub the CDN is
@@ -16,7 +14,7 @@ tool ignores the field. The shim forwards every request unchanged and rewrites o
 It costs skopeo one loopback hop per request (well under 1 ms against the 100 ms wait); its own
 CPU is reported next to W6 (`shim_cpu_s`).
 """
-import datetime, email.utils, http.client, http.server, json, socketserver, sys, threading
+import http.client, http.server, socketserver, sys, threading
 
 LISTEN, HUB = int(sys.argv[1]), int(sys.argv[2])
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
@@ -52,15 +50,6 @@ class H(http.server.BaseHTTPRequestHandler):
                 local.c = None
                 if attempt:
                     raise
-        if self.path.startswith("/token") and r.status == 200:
-            o = json.loads(data)
-            if "issued_at" in o:
-                try:
-                    t = email.utils.parsedate_to_datetime(o["issued_at"])
-                except (TypeError, ValueError):
-                    t = datetime.datetime.now(datetime.timezone.utc)
-                o["issued_at"] = t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            data = json.dumps(o).encode()
         self.send_response(r.status)
         for k, v in r.getheaders():
             lk = k.lower()

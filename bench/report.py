@@ -273,9 +273,8 @@ def latency_section(w6, w7):
       f"pointing at the Hub personality; ours writes `lat/*`, skopeo `skopeo-lat/*`, both through the ECR "
       f"personality. Timed: `ecr-mirror-sync sync --output json --prefix lat` and `skopeo sync --all` over the "
       f"same tags, order swapped every round.\n")
-    P("skopeo reads the upstream through `bench/hub_shim.py`, a pass-through that rewrites the personality's "
-      "token answer (its `issued_at` is an HTTP date, which skopeo refuses: \"parsing time … as "
-      "2006-01-02T15:04:05Z07:00\"; Docker Hub sends RFC 3339) and points the CDN redirect at `localhost` "
+    P("skopeo reads the upstream through `bench/hub_shim.py`, a pass-through that points the CDN redirect "
+      "at `localhost` "
       "(Go keeps `Authorization` on a redirect to the same host name, and the CDN refuses it with 400; the real "
       "CDN is another host). The hop costs skopeo well under 1 ms per request against the 100 ms wait; its CPU "
       "is in `bench/out/w6.json` (`shim_cpu_s`).\n")

@@ -328,7 +328,7 @@ fn defaults() {
     );
     assert_eq!(
         env_value(&c, "ECR_MIRROR_SYNC_PARALLEL").as_deref(),
-        Some("4")
+        Some("16")
     );
     assert_eq!(
         env_value(&c, "ECR_MIRROR_SYNC_RETRY_TIMES").as_deref(),

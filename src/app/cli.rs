@@ -192,8 +192,9 @@ pub struct NetArgs {
     /// Times a failed request is retried (connect/reset errors, 408, 429, 5xx).
     #[arg(long, default_value_t = 5, env = "ECR_MIRROR_SYNC_RETRY_TIMES")]
     pub retry_times: u32,
-    /// Requests in flight per registry.
-    #[arg(long, default_value_t = 16, env = "ECR_MIRROR_SYNC_MAX_REQUESTS", value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Requests in flight per registry. 32 keeps a far registry's round trips overlapped (one
+    /// 100 ms round trip per tag); 429s and throttling are retried (docs/registries.md).
+    #[arg(long, default_value_t = 32, env = "ECR_MIRROR_SYNC_MAX_REQUESTS", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_requests: u32,
     /// Seconds to wait for a TCP/TLS connection.
     #[arg(long, default_value_t = 30, env = "ECR_MIRROR_SYNC_CONNECT_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -342,8 +343,9 @@ pub struct SyncArgs {
     /// Also write images_<UTC timestamp>.csv, .md and .json (one row per tag) into DIR.
     #[arg(long, value_name = "DIR", env = "ECR_MIRROR_SYNC_REPORT_DIR")]
     pub report_dir: Option<PathBuf>,
-    /// Images copied at once (alias --batch, from the original tool).
-    #[arg(long, visible_alias = "batch", default_value_t = 4, env = "ECR_MIRROR_SYNC_PARALLEL", value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Images copied at once (alias --batch, from the original tool). Each image's copy waits on
+    /// round trips most of the time, so 16 of them share the registries' `--max-requests` slots.
+    #[arg(long, visible_alias = "batch", default_value_t = 16, env = "ECR_MIRROR_SYNC_PARALLEL", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallel: u32,
     #[command(flatten)]
     #[allow(missing_docs)]

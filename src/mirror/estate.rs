@@ -24,8 +24,16 @@ use crate::policy::Policy;
 
 /// ListTagsForResource calls in flight during discovery.
 const DISCOVERY_CONCURRENCY: usize = 16;
-/// (repository, tag) observations in flight; each side is also bounded per registry.
-pub const OBSERVE_CONCURRENCY: usize = 32;
+/// (repository, tag) observations in flight against a destination that allows `max_in_flight`
+/// requests at once (`--max-requests`). Each observation is one HEAD per side, and each side is
+/// also bounded by its own registry's limit, so items beyond the limit only wait at a semaphore.
+/// Twice the limit keeps every slot busy while some items wait for a repository's bearer token
+/// (which takes no slot, see `transport::send_with`) or for a slower upstream registry. A fixed
+/// 32 here used to cap the no-op at 32 items in flight whatever `--max-requests` said (W6/W7,
+/// docs/benchmarks.md).
+pub fn observe_concurrency(max_in_flight: usize) -> usize {
+    2 * max_in_flight.max(1)
+}
 /// Repositories being resolved at once (a tag rule lists upstream tags; without one,
 /// resolving is immediate). Each registry also bounds its own requests in flight.
 const RESOLVE_CONCURRENCY: usize = 16;
@@ -202,8 +210,14 @@ async fn load_inner(
         };
         let dest = destination(&api, host, opts).await?;
         let items = futures::stream::iter([first]).chain(&mut items);
-        let observed =
-            observe::observe(items, o.sources, &dest, o.policy, OBSERVE_CONCURRENCY).await;
+        let observed = observe::observe(
+            items,
+            o.sources,
+            &dest,
+            o.policy,
+            observe_concurrency(dest.max_in_flight()),
+        )
+        .await;
         Ok::<_, Error>(Some((dest, observed)))
     };
     let (discovery, observed) = tokio::join!(discovering, observing);

@@ -273,7 +273,7 @@ pub async fn verify_estate(
             (c, t.elapsed().as_secs_f64())
         }
     }))
-    .buffered(estate::OBSERVE_CONCURRENCY)
+    .buffered(estate::observe_concurrency(d.max_in_flight()))
     .collect::<Vec<_>>()
     .await;
     Ok(Some(run))

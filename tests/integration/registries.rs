@@ -499,6 +499,11 @@ async fn personality_hub_manners() {
         .await
         .unwrap();
     assert_eq!(tok["expires_in"], 300);
+    let issued = tok["issued_at"].as_str().unwrap_or_default();
+    assert!(
+        time::OffsetDateTime::parse(issued, &time::format_description::well_known::Rfc3339).is_ok(),
+        "issued_at is not RFC 3339: {tok}"
+    );
     let bearer = format!("Bearer {}", tok["token"].as_str().unwrap());
 
     // A token for one repository does not open another.
@@ -1046,6 +1051,50 @@ async fn hub_tokens_of_different_repositories_are_fetched_concurrently() {
         n.token_scopes.len(),
         "one token per scope: {:?}\n{ctx}",
         n.token_scopes
+    );
+}
+
+/// A no-op keeps as many HEADs in flight as `--max-requests` allows, and no more. With 150 ms
+/// per upstream request and 80 tags already in sync, `--max-requests 48` must reach more than
+/// 32 HEADs at once upstream: the observation used to hold a fixed 32 tags in flight whatever
+/// the limit said (W6/W7 in docs/benchmarks.md), so this fails on that code. It must also
+/// never exceed 48, the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn noop_keeps_max_requests_heads_in_flight() {
+    let e = Estate::start(Upstream::Plain).await;
+    let img = small_img(340);
+    for r in 0..4 {
+        let tags: Vec<String> = (0..20).map(|t| format!("t{t}")).collect();
+        for t in &tags {
+            e.push_up(&format!("library/app{r}"), t, &img).await;
+            push_image(
+                &e.ecr_reg.url(),
+                &format!("mirror/app{r}"),
+                t,
+                &img,
+                e.ecr_reg.auth(),
+                None,
+            )
+            .await;
+        }
+        e.create_repo(
+            &format!("mirror/app{r}"),
+            &format!("library/app{r}"),
+            &tags.join("/"),
+        )
+        .await;
+    }
+    e.src.set_manners(|m| m.delay = Duration::from_millis(150));
+    let run = e.sync(&["--max-requests", "48"]).await;
+    let ctx = run.ctx();
+    run.assert_code(0);
+    assert_eq!(run.summary()["skipped"], 80, "{ctx}");
+    let n = e.src.counters();
+    assert_eq!(n.count("HEAD", Kind::Manifest), 80, "{ctx}");
+    assert!(
+        n.in_flight_max > 32 && n.in_flight_max <= 48,
+        "upstream requests in flight at most {}, expected 33..=48 at --max-requests 48\n{ctx}",
+        n.in_flight_max
     );
 }
 

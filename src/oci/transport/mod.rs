@@ -50,7 +50,7 @@ pub struct RegistryConfig {
     pub credentials: Credentials,
     /// Retry settings.
     pub retry: RetryPolicy,
-    /// Requests in flight to this registry at once. Default 16.
+    /// Requests in flight to this registry at once. Default 32.
     pub max_in_flight: usize,
     /// TCP connect timeout. Default 30 s.
     pub connect_timeout: Duration,
@@ -85,7 +85,7 @@ impl RegistryConfig {
 pub struct Network {
     /// Retry settings.
     pub retry: RetryPolicy,
-    /// Requests in flight per registry. Default 16.
+    /// Requests in flight per registry. Default 32.
     pub max_in_flight: usize,
     /// TCP connect timeout. Default 30 s.
     pub connect_timeout: Duration,
@@ -97,7 +97,7 @@ impl Default for Network {
     fn default() -> Self {
         Network {
             retry: RetryPolicy::default(),
-            max_in_flight: 16,
+            max_in_flight: 32,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
         }
@@ -202,6 +202,11 @@ impl Registry {
     /// The registry's name (`host[:port]`).
     pub fn name(&self) -> &str {
         &self.cfg.registry
+    }
+
+    /// Requests this registry may have in flight at once (`--max-requests`).
+    pub fn max_in_flight(&self) -> usize {
+        self.cfg.max_in_flight.max(1)
     }
 
     /// The retry policy.

@@ -235,6 +235,10 @@ pub struct Counters {
     /// Token requests being answered right now, and the most at once (Docker Hub).
     pub tokens_in_flight: u64,
     pub tokens_in_flight_max: u64,
+    /// Main-listener requests being answered right now (the delay included), and the most at
+    /// once.
+    pub in_flight: u64,
+    pub in_flight_max: u64,
 }
 
 impl Counters {
@@ -629,6 +633,11 @@ async fn serve_conn(stream: TcpStream, state: Arc<State>, which: Listener) {
             let path = req.uri().path().to_string();
             let query = req.uri().query().map(str::to_string);
             let authorization = header_str(req.headers(), "authorization");
+            if which == Listener::Main {
+                let mut c = state.counters.lock().unwrap();
+                c.in_flight += 1;
+                c.in_flight_max = c.in_flight_max.max(c.in_flight);
+            }
             let delay = state.manners.lock().unwrap().delay;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -640,6 +649,7 @@ async fn serve_conn(stream: TcpStream, state: Arc<State>, which: Listener) {
             state.handled.fetch_add(1, Ordering::Relaxed);
             if which == Listener::Main {
                 let mut c = state.counters.lock().unwrap();
+                c.in_flight -= 1;
                 *c.requests
                     .entry((method.clone(), kind_of(&path)))
                     .or_default() += 1;
@@ -1094,7 +1104,11 @@ fn issue_token(state: &Arc<State>, query: Option<&str>) -> Response<Body> {
         "token": token,
         "access_token": token,
         "expires_in": 300,
-        "issued_at": httpdate::fmt_http_date(std::time::SystemTime::now()),
+        // RFC 3339, as the token spec (distribution's docs/spec/auth/token.md) and Docker Hub
+        // send it; Go clients (skopeo) refuse any other form.
+        "issued_at": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format a UTC time as RFC 3339"),
     })
     .to_string();
     Response::builder()

@@ -1003,6 +1003,102 @@ async fn crash_sigkill_at_seeded_points_never_leaves_an_incomplete_tag() {
     );
 }
 
+/// SIGKILL over the real registries' manners (issue 13, section 3): Hub → ECR, registry.k8s.io →
+/// ECR and quay → ECR. The kill lands right after the first item is reported done (its JSON
+/// Lines record), when its tag is written and the others are still in flight, the point the
+/// seeded test above shows is the likeliest to catch a half-written tag. After it, every tag
+/// present in ECR holds the upstream digest and resolves completely; a rerun exits 0, copies
+/// exactly what is missing, and converges; no credentials ever reached a redirect target.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_sigkill_hub_to_ecr() {
+    sigkill_at_first_tag(Pair::HubToEcr).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_sigkill_k8s_to_ecr() {
+    sigkill_at_first_tag(Pair::K8sToEcr).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_sigkill_quay_to_ecr() {
+    sigkill_at_first_tag(Pair::QuayToEcr).await;
+}
+
+async fn sigkill_at_first_tag(pair: Pair) {
+    use tokio::io::AsyncBufReadExt as _;
+    let s = Services::start();
+    let estate = Estate::new(6, 1 << 20, 1 << 20, 24_000);
+    estate.push_upstream(&s.up).await;
+    let fronts = Fronts::start(pair, &s.up.url(), &s.ecr).await;
+    estate
+        .mark(&s.moto, &fronts.upstream_host(&s.up.host))
+        .await;
+    let env = fronts.env(&s.moto, &s.ecr);
+    let total = estate.items.len();
+    let all: Vec<&Item> = estate.items.iter().collect();
+
+    // Two images at a time: when the first tag is written, most of the run is still ahead.
+    let args = sync_args(&["--parallel", "2"]);
+    let mut child = tokio::process::Command::from(product_command(&args, &env))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the product");
+    let out = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    let mut first = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains(r#""type":"item""#) {
+            first = Some(line);
+            break;
+        }
+    }
+    let running = child.try_wait().unwrap().is_none();
+    child.start_kill().expect("SIGKILL");
+    let status = child.wait().await.unwrap();
+    assert!(
+        running,
+        "{pair:?}: the sync ended before its first item was reported ({first:?})"
+    );
+    assert_eq!(status.signal(), Some(9), "{pair:?}: not killed by SIGKILL");
+
+    let mut present = 0;
+    for it in &estate.items {
+        let Some(d) = head_manifest(&s.ecr.url(), &it.repo, it.tag, s.ecr.auth(), None).await
+        else {
+            continue;
+        };
+        assert_eq!(
+            d,
+            it.top.digest(),
+            "{pair:?}: {} holds a digest that is not upstream's",
+            it.name()
+        );
+        if let Err(e) = resolve(&s.ecr, &it.repo, &d).await {
+            panic!("{pair:?}: {} is present but incomplete: {e}", it.name());
+        }
+        present += 1;
+    }
+    assert!(
+        present >= 1 && present < total,
+        "{pair:?}: killed at the first tag, {present}/{total} tags present ({first:?})"
+    );
+
+    let run = product(&sync_args(&[]), &env).await;
+    let ctx = format!(
+        "{pair:?}: {present}/{total} present after the kill\n{}",
+        run.ctx()
+    );
+    run.assert_code(0);
+    assert_eq!(
+        u(&run.summary()["copied"]),
+        (total - present) as u64,
+        "{ctx}"
+    );
+    assert_mirrored(&s.up, &s.ecr, &all, &ctx).await;
+    fronts.assert_no_credentials_leaked(&ctx);
+}
+
 /// SIGTERM mid-run. Three repositories are slow (their blob bodies are held back for 60 s)
 /// and three are fast. ECR is pre-seeded with older images for two slow tags and two fast
 /// tags. Once the fast tags are mirrored and the slow transfers are in flight, `kill -TERM`:

@@ -22,7 +22,8 @@ Writes bench/out/w1.json, w2.json, w4.json, w5.json, w1rule.json, w6.json, w7.js
 Env: BIN, RUNS (default 5), REPOS (50), W4_REPOS (1000),
      WORKLOADS (default "w2 w1 w5 w4 w1rule w6 w7"; RUNS_W6_COLD, W7_LEVELS "4 20" tags per repo,
      LAT_ALT_MAX_REQUESTS "32 64" (also time ours and the floor at these --max-requests; "" = none);
-     also "w1profile", and "hold": set up the W1 estate and wait, for profiling by hand),
+     also "w1profile", and "hold": set up the W1 estate and wait, for profiling by hand;
+     HOLD_TAGS tags per repository, default 4, 20 for the 1,000-tag estate),
      BENCH_TMP (parent dir of the work dir), KEEP=1 keeps the work dir.
 """
 import atexit, concurrent.futures as cf, datetime, gzip, hashlib, http.client, json, os, platform
@@ -51,7 +52,9 @@ RUNS_W6_COLD = int(os.environ.get("RUNS_W6_COLD", str(RUNS)))
 W7_LEVELS = [int(x) for x in os.environ.get("W7_LEVELS", "4 20").split()]  # tags per repo: 200, 1,000
 # extra rounds of ours (and of the floor) with more requests in flight per registry (--max-requests)
 LAT_ALT_MAX_REQUESTS = [int(x) for x in os.environ.get("LAT_ALT_MAX_REQUESTS", "32 64").split()]
+HOLD_TAGS = int(os.environ.get("HOLD_TAGS", "4"))  # tags per repo for "hold" (20: 1,000 tags)
 MAX_TAGS = max([4] + (W5_LEVELS if "w5" in WORKLOADS else [])
+               + ([HOLD_TAGS] if "hold" in WORKLOADS else [])
                + (W7_LEVELS if "w7" in WORKLOADS else []))  # generated upstream per repo; W1/W2 use 4
 
 WORK = tempfile.mkdtemp(prefix="bench.", dir=os.environ.get("BENCH_TMP") or None)
@@ -531,6 +534,8 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
     # Ctrl-C. `set -a; . /tmp/bench.*/lab.env; $BIN sync` is then a W1 no-op.
     if "hold" in WORKLOADS:
         ecr.start(fresh=True)
+        if HOLD_TAGS != 4:
+            set_moto_tags(HOLD_TAGS)
         timed("prime ems", ems_cmd(), env, (), ems_summary)
         with open(os.path.join(WORK, "lab.env"), "w") as f:
             for k in sorted(set(env) - set(base_env)) + ["BIN"]:

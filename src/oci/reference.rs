@@ -1,11 +1,16 @@
 //! Image references: `[host[:port]/]path[:tag][@digest]`, Docker-normalised.
 //!
 //! Nothing here does I/O. References are normalised the way Docker does it
-//! (`nginx` → `docker.io/library/nginx`), using `oci_client::Reference` for the grammar so
-//! that we accept exactly what the distribution reference grammar accepts.
+//! (`nginx` → `docker.io/library/nginx`) and checked against the distribution reference grammar
+//! (distribution/reference `reference.go`; the OCI distribution spec for names and tags).
+//!
+//! Why a small parser here rather than `oci_client::Reference::from_str`: that one (oci-spec)
+//! matches one big regex whose tag part is Unicode `\w{0,127}`, and compiling it, once per
+//! process, took **17.7 MiB of heap** (heaptrack, W1 no-op: half of the run's peak RSS, for a
+//! string check; docs/benchmarks.md, issue 18). The grammar is a few lines of byte checks. It is
+//! also stricter where it should be: a tag is ASCII, as in the Go grammar (Go's `\w` is ASCII).
 
 use std::fmt;
-use std::str::FromStr;
 
 /// Errors in user-supplied references, tags or platforms. Each message names the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,28 +106,34 @@ impl TaggedRef {
         if trimmed.contains("://") {
             return Err(err("write the reference without a URL scheme".into()));
         }
-        let parsed = oci_client::Reference::from_str(trimmed).map_err(|e| err(e.to_string()))?;
-        // oci-spec fills in `latest` when neither a tag nor a digest is given; undo that so the
-        // caller can tell "no tag" from ":latest".
-        let explicit_tag = has_explicit_tag(trimmed);
-        if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(err("repository name must be lowercase".into()));
-        }
-        let registry = match parsed.registry() {
-            "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
-            r => r.to_string(),
+        let (rest, digest) = match trimmed.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (trimmed, None),
         };
+        let (name, tag) = match rest.rfind(':') {
+            Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
+            _ => (rest, None),
+        };
+        if let Some(t) = tag {
+            validate_tag(t).map_err(|e| err(e.to_string()))?;
+        }
+        if let Some(d) = digest {
+            check_digest(d).map_err(err)?;
+        }
+        let (registry, repository) = split_name(name).map_err(err)?;
+        if repository.len() > NAME_MAX {
+            return Err(err(format!(
+                "the repository name is {} characters, more than {NAME_MAX}",
+                repository.len()
+            )));
+        }
         Ok(TaggedRef {
             image: ImageRef {
                 registry,
-                repository: parsed.repository().to_string(),
+                repository,
             },
-            tag: if explicit_tag {
-                parsed.tag().map(str::to_string)
-            } else {
-                None
-            },
-            digest: parsed.digest().map(str::to_string),
+            tag: tag.map(str::to_string),
+            digest: digest.map(str::to_string),
         })
     }
 
@@ -135,12 +146,130 @@ impl TaggedRef {
     }
 }
 
-/// Whether the last path component of `s` carries a `:tag` (a `:` after the last `/`,
-/// before any `@`).
-fn has_explicit_tag(s: &str) -> bool {
-    let name = s.split('@').next().unwrap_or(s);
-    let last = name.rsplit('/').next().unwrap_or(name);
-    last.contains(':')
+/// The longest repository name the grammar allows.
+const NAME_MAX: usize = 255;
+
+/// Splits `[domain/]path` into a registry and a repository, Docker-normalised: the first
+/// component is a registry only if it holds a `.` or a `:` or is `localhost`; otherwise the
+/// whole name is a Docker Hub path, and a one-component one is under `library/`.
+fn split_name(name: &str) -> Result<(String, String), String> {
+    if name.is_empty() {
+        return Err("the repository name is empty".into());
+    }
+    let (registry, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            check_domain(first)?;
+            (first, rest)
+        }
+        _ => ("docker.io", name),
+    };
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("repository name must be lowercase".into());
+    }
+    check_path(path)?;
+    let registry = match registry {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        r => r,
+    };
+    let repository = if registry == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok((registry.to_string(), repository))
+}
+
+/// `host[:port]`: dot-separated components of letters, digits and inner `-`, or a bracketed
+/// IPv6 address; the port is digits.
+fn check_domain(d: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid registry host {d:?}: {why}"));
+    let (host, port) = if let Some(v6) = d.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((addr, "")) if addr.parse::<std::net::Ipv6Addr>().is_ok() => (None, None),
+            Some((addr, rest)) if addr.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match rest.strip_prefix(':') {
+                    Some(p) => (None, Some(p)),
+                    None => return bad("only a :port may follow the address"),
+                }
+            }
+            _ => return bad("not a bracketed IPv6 address"),
+        }
+    } else {
+        match d.rsplit_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(d), None),
+        }
+    };
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("the port must be digits");
+        }
+    }
+    if let Some(h) = host {
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !c.starts_with('-')
+                && !c.ends_with('-')
+        };
+        if !h.split('.').all(component_ok) {
+            return bad("each part is letters, digits and inner '-'");
+        }
+    }
+    Ok(())
+}
+
+/// `component(/component)*`, each `[a-z0-9]+` joined by one separator: `.`, `_`, `__` or any
+/// run of `-`.
+fn check_path(path: &str) -> Result<(), String> {
+    for c in path.split('/') {
+        let b = c.as_bytes();
+        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        let ok = !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && {
+            let mut ok = true;
+            let mut i = 0;
+            while i < b.len() {
+                if alnum(b[i]) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < b.len() && !alnum(b[i]) {
+                    i += 1;
+                }
+                let sep = &c[start..i];
+                ok &= matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-');
+            }
+            ok
+        };
+        if !ok {
+            return Err(format!(
+                "path component {c:?} must be lowercase letters and digits, joined by '.', '_', '__' or '-'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `algorithm:hex`, with the length each known algorithm needs.
+fn check_digest(d: &str) -> Result<(), String> {
+    let (alg, hex) = d
+        .split_once(':')
+        .ok_or_else(|| format!("invalid digest {d:?}: expected ALGORITHM:HEX"))?;
+    let want = match alg {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(format!("unsupported digest algorithm {alg:?} in {d:?}")),
+    };
+    if hex.len() != want || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "invalid digest {d:?}: {alg} takes {want} hex digits"
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for TaggedRef {
@@ -223,6 +352,52 @@ mod tests {
         let r = TaggedRef::parse(&format!("ghcr.io/x/y@{d}")).unwrap();
         assert_eq!(r.digest.as_deref(), Some(d.as_str()));
         assert_eq!(r.reference(), d);
+    }
+
+    #[test]
+    fn grammar_edges() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        for ok in [
+            "a-b/c__d/e.f_g",
+            "a---b",
+            "localhost/x",
+            "my-registry.example.com:443/team/app:1.0",
+            "[::1]:5000/x/y",
+            &format!("ghcr.io/x/y:v1@{d}"),
+        ] {
+            assert!(
+                TaggedRef::parse(ok).is_ok(),
+                "{ok}: {:?}",
+                TaggedRef::parse(ok)
+            );
+        }
+        for bad in [
+            "a..b",
+            "a___b",
+            "-a/b",
+            "a/b-",
+            "a/b:",
+            "a/b:.x",
+            "host:port/x",
+            "-bad.io/x",
+            "ghcr.io/x@sha256:abc",
+            &format!("ghcr.io/x@md5:{}", "a".repeat(32)),
+            &format!("ghcr.io/x@sha256:{}", "g".repeat(64)),
+            &format!("ghcr.io/{}", "a".repeat(256)),
+            "ghcr.io/x:tä",
+            "[::1]x/y",
+            "[zz]/y",
+        ] {
+            let e = TaggedRef::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains(bad), "the error names the input: {e}");
+        }
+        let r = TaggedRef::parse("localhost/x").unwrap();
+        assert_eq!(
+            (r.image.registry.as_str(), r.image.repository.as_str()),
+            ("localhost", "x")
+        );
+        let r = TaggedRef::parse("nginx:1.25").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/nginx:1.25");
     }
 
     #[test]

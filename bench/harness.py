@@ -48,6 +48,8 @@ W5_LEVELS = [int(x) for x in os.environ.get("W5_LEVELS", "1 4 16").split()]  # t
 PERSONALITY_BIN = os.environ.get("PERSONALITY_BIN", "")
 LAT_UP_MS = int(os.environ.get("LAT_UP_MS", "100"))
 LAT_ECR_MS = int(os.environ.get("LAT_ECR_MS", "5"))
+# our `--max-requests` default (src/app/cli.rs): the floors send at the same concurrency
+EMS_MAX_REQUESTS = 32
 RUNS_W6_COLD = int(os.environ.get("RUNS_W6_COLD", str(RUNS)))
 W7_LEVELS = [int(x) for x in os.environ.get("W7_LEVELS", "4 20").split()]  # tags per repo: 200, 1,000
 # extra rounds of ours (and of the floor) with more requests in flight per registry (--max-requests)
@@ -627,7 +629,8 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
             rs = [timed(f"profile {label}", argv, env) for _ in range(RUNS)]
             prof[label] = summarize([dict(r, tool="ems") for r in rs])
             log(f"profile {label}: median {prof[label]['wall_median_s']*1000:.0f} ms")
-        # (b) the HEAD floor: the same 400 manifest HEADs with a bare keep-alive client, 16 in flight
+        # (b) the HEAD floor: the same 400 manifest HEADs with a bare keep-alive client, at our default
+        # requests in flight
         import base64, threading
         auth = "Basic " + base64.b64encode(f"{ECR_USER}:{ECR_PASS}".encode()).decode()
         accept = ", ".join([OCI_I, OCI_M, "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -653,11 +656,11 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
         floors = []
         for _ in range(RUNS):
             t0 = time.perf_counter()
-            with cf.ThreadPoolExecutor(16) as ex:
+            with cf.ThreadPoolExecutor(EMS_MAX_REQUESTS) as ex:
                 list(ex.map(head, jobs))
             floors.append(time.perf_counter() - t0)
         prof["head_floor_s"] = {"median": statistics.median(floors), "min": min(floors),
-                                "max": max(floors), "requests": len(jobs), "in_flight": 16}
+                                "max": max(floors), "requests": len(jobs), "in_flight": EMS_MAX_REQUESTS}
         log(f"profile HEAD floor: median {statistics.median(floors)*1000:.0f} ms for {len(jobs)} HEADs")
         # (b2) server-side CPU during our no-op and during a cold sync: who is busy?
         def with_server_cpu(label, argv):
@@ -1015,6 +1018,7 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
 
     # ---- W6 cold: the ECR registry (and its personality) restart on empty storage before a round
     w6 = {"workload": "W6: W1 and W2 at real latency", "latency": lat, "estate": estate,
+          "default_max_requests": EMS_MAX_REQUESTS,
           "cold": {"runs": [], "runs_planned": RUNS_W6_COLD}, "noop": {"runs": []},
           "busy_before": loadavg()}
     # W6_APPEND=1: add rounds to an existing bench/out/w6.json (resume a cut-short run);
@@ -1159,6 +1163,7 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
             return r
 
         w7 = {"workload": "W7: no-op at real latency against a bare client's floor", "latency": lat,
+              "default_max_requests": EMS_MAX_REQUESTS,
               "repos": REPOS, "levels": {}, "busy_before": loadavg()}
         levels_planned = [REPOS * t for t in W7_LEVELS]
         for ntags in W7_LEVELS:
@@ -1178,7 +1183,7 @@ with cf.ThreadPoolExecutor(8) as ex: list(ex.map(one, range(n)))
                     if what == "ems":
                         r = run(f"W7@{tags} ems {i}", "ems", ems_cmd, lenv(), ems_summary, tags)
                     else:
-                        r = floor_run(f"W7@{tags} floor {i}", ntags, 16)
+                        r = floor_run(f"W7@{tags} floor {i}", ntags, EMS_MAX_REQUESTS)
                         r["tool"] = "floor"
                     r["run"] = i
                     runs.append(r)

@@ -167,15 +167,25 @@ def charts(w1, w2, w3, w5):
     return True
 
 
+# requests in flight per registry of our default and of the floor: from the run's JSON (runs before
+# 2026-12-04 carry none and were made at the then default, 16)
+LAT_DEFAULT_MR = 16
+
+
+def set_lat_default(w6, w7):
+    global LAT_DEFAULT_MR
+    LAT_DEFAULT_MR = (w7 or w6 or {}).get("default_max_requests", 16)
+
+
 def lat_tool_name(t):
     if t == "ems":
-        return "ecr-mirror-sync (default, 16 in flight per registry)"
+        return f"ecr-mirror-sync (default, {LAT_DEFAULT_MR} in flight per registry)"
     if t.startswith("ems_mr"):
         return f"ecr-mirror-sync `--max-requests {t[6:]}`"
     if t.startswith("ems_par"):
         return f"ecr-mirror-sync `--parallel {t[7:]}`"
     if t == "floor":
-        return "floor: bare client, 16 in flight per registry"
+        return f"floor: bare client, {LAT_DEFAULT_MR} in flight per registry"
     if t.startswith("floor"):
         return f"floor: bare client, {t[5:]} in flight per registry"
     return NAMES.get(t, t)
@@ -221,6 +231,7 @@ def proxy_cpu_line(pc):
 
 def latency_targets(w6, w7):
     """Rows for the targets table (issue 13 section 4)."""
+    set_lat_default(w6, w7)
     rows = []
     if w6:
         for part, goal, label in (("noop", 100, "W6 no-op at real latency ≥ 100× faster than skopeo"),
@@ -258,6 +269,7 @@ def latency_targets(w6, w7):
 
 def latency_section(w6, w7):
     """The W6/W7 section (issue 13 section 4) as a list of lines; [] when neither was measured."""
+    set_lat_default(w6, w7)
     if not w6 and not w7:
         return []
     o = []
@@ -312,7 +324,8 @@ def latency_section(w6, w7):
           "**floor**: a bare Python client (`floor()` in `bench/harness.py`, threads and keep-alive "
           "`http.client`) sending only the HEADs the no-op needs, one manifest HEAD per tag on each side, "
           "with Hub's token flow (one anonymous token per repository scope, no challenge round trip) and ECR's "
-          "Basic auth, at the tool's concurrency (16 per registry, both registries at once). The floor does no "
+          f"Basic auth, at the tool's default concurrency ({LAT_DEFAULT_MR} per registry, both registries at "
+          "once). The floor does no "
           "discovery (moto), no ECR token and no process start; ours does.\n")
         P("| tags | tool | runs | median | min | max | ours / floor | requests handled (first run) |")
         P("|---:|---|---:|---:|---:|---:|---:|---|")

@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod ecr;
+pub mod grammar;
 pub mod mirror;
 pub mod oci;
 pub mod policy;

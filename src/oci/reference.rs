@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use crate::grammar;
+
 /// Errors in user-supplied references, tags or platforms. Each message names the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -181,76 +183,37 @@ fn split_name(name: &str) -> Result<(String, String), String> {
     Ok((registry.to_string(), repository))
 }
 
-/// `host[:port]`: dot-separated components of letters, digits and inner `-`, or a bracketed
-/// IPv6 address; the port is digits.
+/// `host[:port]` (the grammar's domain), or a bracketed IPv6 address with an optional port.
 fn check_domain(d: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid registry host {d:?}: {why}"));
-    let (host, port) = if let Some(v6) = d.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((addr, "")) if addr.parse::<std::net::Ipv6Addr>().is_ok() => (None, None),
-            Some((addr, rest)) if addr.parse::<std::net::Ipv6Addr>().is_ok() => {
-                match rest.strip_prefix(':') {
-                    Some(p) => (None, Some(p)),
-                    None => return bad("only a :port may follow the address"),
-                }
-            }
-            _ => return bad("not a bracketed IPv6 address"),
+    let ok = match d.strip_prefix('[').and_then(|v6| v6.split_once(']')) {
+        Some((addr, rest)) => {
+            addr.parse::<std::net::Ipv6Addr>().is_ok()
+                && (rest.is_empty()
+                    || rest
+                        .strip_prefix(':')
+                        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
         }
-    } else {
-        match d.rsplit_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(d), None),
-        }
+        None => !d.starts_with('[') && grammar::is_domain(d),
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return bad("the port must be digits");
-        }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid registry host {d:?}: expected host[:port] (dot-separated parts of letters, \
+             digits and inner '-'; the port digits) or [IPv6]:port"
+        ))
     }
-    if let Some(h) = host {
-        let component_ok = |c: &str| {
-            !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !c.starts_with('-')
-                && !c.ends_with('-')
-        };
-        if !h.split('.').all(component_ok) {
-            return bad("each part is letters, digits and inner '-'");
-        }
-    }
-    Ok(())
 }
 
 /// `component(/component)*`, each `[a-z0-9]+` joined by one separator: `.`, `_`, `__` or any
 /// run of `-`.
 fn check_path(path: &str) -> Result<(), String> {
-    for c in path.split('/') {
-        let b = c.as_bytes();
-        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-        let ok = !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && {
-            let mut ok = true;
-            let mut i = 0;
-            while i < b.len() {
-                if alnum(b[i]) {
-                    i += 1;
-                    continue;
-                }
-                let start = i;
-                while i < b.len() && !alnum(b[i]) {
-                    i += 1;
-                }
-                let sep = &c[start..i];
-                ok &= matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-');
-            }
-            ok
-        };
-        if !ok {
-            return Err(format!(
-                "path component {c:?} must be lowercase letters and digits, joined by '.', '_', '__' or '-'"
-            ));
-        }
+    match path.split('/').find(|c| !grammar::is_path_component(c)) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "path component {c:?} must be lowercase letters and digits, joined by '.', '_', '__' or '-'"
+        )),
     }
-    Ok(())
 }
 
 /// `algorithm:hex`, with the length each known algorithm needs.

@@ -18,6 +18,8 @@
 use std::fmt;
 
 use super::error::PolicyError;
+pub(super) use crate::grammar::is_domain;
+use crate::grammar::{is_alnum_lower, is_path};
 
 const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
@@ -61,62 +63,6 @@ impl fmt::Display for Named {
         }
         Ok(())
     }
-}
-
-fn is_alnum_lower(c: u8) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
-}
-
-/// `nameComponent`: `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
-fn is_path_component(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() || !is_alnum_lower(b[0]) || !is_alnum_lower(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if is_alnum_lower(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !is_alnum_lower(b[i]) {
-            i += 1;
-        }
-        let sep = &s[start..i];
-        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|c| c == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// `domainComponent`: `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`.
-fn is_domain_component(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-}
-
-/// Anchored `DomainRegexp`: `host[:port]`.
-pub(super) fn is_domain(s: &str) -> bool {
-    let (host, port) = match s.split_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (s, None),
-    };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|c| c.is_ascii_digit()) {
-            return false;
-        }
-    }
-    host.split('.').all(is_domain_component)
-}
-
-fn is_path(s: &str) -> bool {
-    s.split('/').all(is_path_component)
 }
 
 /// Anchored `NameRegexp`; returns the length of the domain part (0 when there is none), chosen
